@@ -1,0 +1,1 @@
+"""One module per command; see series/cli.py for the contract."""

@@ -1,0 +1,44 @@
+"""What a command receives: the parsed options, the workspace, and output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .workspace import Workspace, find_workspace
+
+
+@dataclass
+class Context:
+    workspace_arg: str | None
+    json: bool = False
+    quiet: bool = False
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    _ws: Workspace | None = None
+
+    @property
+    def ws(self) -> Workspace:
+        if self._ws is None:
+            self._ws = find_workspace(self.workspace_arg)
+        return self._ws
+
+    def emit(self, data: Any, text: str | None = None) -> None:
+        """Print `data` as JSON in --json mode, else `text` (or a plain rendering)."""
+        if self.json:
+            self.out.write(json.dumps(data, indent=2, default=str) + "\n")
+        elif text is not None:
+            self.out.write(text if text.endswith("\n") or not text else text + "\n")
+        self.out.flush()
+
+    def info(self, msg: str) -> None:
+        """Progress and notes: stderr, silent in --json and --quiet modes."""
+        if not self.json and not self.quiet:
+            self.err.write(msg + "\n")
+            self.err.flush()
+
+    @property
+    def interactive(self) -> bool:
+        return not self.json and not self.quiet and self.err.isatty()

@@ -1,0 +1,350 @@
+"""`series import`: one posted revision (or several) from a mailbox into the store.
+
+Everything is computed first and written last: a revision directory is built
+in a temporary directory next to its final place and renamed into place, so a
+killed import leaves nothing that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ..errors import UserError
+from ..git import patch_id
+from ..workspace import Workspace, check_stack_name
+from .mailbox import Mail, clean_header, find_trailers, load_mails, mailinfo
+from .model import IMPORT_FILE, PatchInfo, Revision, Stack, load_toml
+from .store import load_stack, stack_exists
+
+
+@dataclass
+class ImportedPatch:
+    index: int
+    subject: str
+    full_subject: str
+    author: str
+    sender: str
+    message_id: str
+    date: str
+    patch_id: str | None
+    trailers: list[str]
+    in_body_from: bool
+    text: str            # the .patch file content
+    raw: bytes
+
+    @property
+    def filename(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.subject).strip("-")[:52].rstrip("-")
+        return f"{self.index:04d}-{slug or 'patch'}.patch"
+
+
+@dataclass
+class ParsedRevision:
+    version: int
+    version_inferred: bool
+    posted_total: int
+    first_index: int
+    expected: int
+    prefixes: list[str]
+    patches: dict[int, ImportedPatch]
+    cover: Mail | None
+    title: str
+    date: str
+
+
+@dataclass
+class ImportReport:
+    stack: str
+    version: int
+    status: str                      # created | unchanged | updated | replaced
+    present: list[int]
+    missing: list[int]
+    expected: int
+    ignored: dict[str, int] = field(default_factory=dict)
+    kept_aside: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "version": self.version, "status": self.status, "expected": self.expected,
+                "present": self.present, "missing": self.missing, "complete": not self.missing,
+                "ignored": self.ignored, "kept_aside": self.kept_aside, "notes": self.notes}
+
+    def line(self) -> str:
+        miss = f", missing {', '.join(map(str, self.missing))}" if self.missing else " (complete)"
+        ign = ", ".join(f"{v} {k}" for k, v in self.ignored.items() if v)
+        extra = f"; ignored {ign}" if ign else ""
+        aside = f"; previous copy kept in {self.kept_aside}" if self.kept_aside else ""
+        return (f"{self.stack} v{self.version}: {self.status}, {len(self.present)} of {self.expected} "
+                f"patches{miss}{extra}{aside}")
+
+
+def parse_select(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text) or re.fullmatch(r"\s*(\d+)\s*", text)
+    if not m:
+        raise UserError(f"--select expects A-B (e.g. 16-20), not {text!r}")
+    a, b = int(m.group(1)), int(m.group(m.lastindex or 1))
+    if a < 1 or b < a:
+        raise UserError(f"--select {text}: need 1 <= A <= B")
+    return a, b
+
+
+def _iso(d: dt.datetime) -> str:
+    return d.isoformat()
+
+
+def _patch_file(m: Mail) -> str:
+    """The patch as `git format-patch` would lay it out, with the mail's own headers:
+    the sender, date, subject and Message-Id as posted; the body (in-body From,
+    message, trailers, diff) decoded to UTF-8 and otherwise unchanged."""
+    lm = m.lmsg
+    body = lm.body.replace("\r\n", "\n")
+    headers = [
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001",
+        f"From: {clean_header(m.msg.get('From'))}",
+        f"Date: {clean_header(m.msg.get('Date'))}",
+        f"Subject: {clean_header(m.msg.get('Subject'))}",
+        f"Message-Id: <{lm.msgid}>",
+    ]
+    if lm.in_reply_to:
+        headers.append(f"In-Reply-To: <{lm.in_reply_to}>")
+    headers += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=UTF-8", "Content-Transfer-Encoding: 8bit"]
+    return "\n".join(headers) + "\n\n" + body + ("" if body.endswith("\n") else "\n")
+
+
+def _make_patch(m: Mail, index: int) -> ImportedPatch:
+    text = _patch_file(m)
+    info, message, diff = mailinfo(text.encode("utf-8"))
+    author = f"{info.get('Author', '').strip()} <{info.get('Email', '').strip()}>"
+    sender = f"{m.lmsg.fromname} <{m.lmsg.fromemail}>"
+    return ImportedPatch(
+        index=index, subject=m.lmsg.subject, full_subject=m.lmsg.full_subject, author=author, sender=sender,
+        message_id=m.lmsg.msgid, date=_iso(m.lmsg.date), patch_id=patch_id(diff) if diff.strip() else None,
+        trailers=find_trailers(message), in_body_from=author.lower() != sender.lower(),
+        text=text, raw=m.raw,
+    )
+
+
+def classify(mails: list[Mail]) -> tuple[dict[int, list[Mail]], dict[int, Mail], dict[str, int]]:
+    """Split mails into patches and covers per revision; count what is ignored."""
+    ignored = {"replies": 0, "not-a-patch": 0, "duplicates": 0, "unparseable": 0, "other-revisions": 0}
+    seen: set[str] = set()
+    patches: dict[int, list[Mail]] = {}
+    covers: dict[int, Mail] = {}
+    for m in mails:
+        lm = m.lmsg
+        if lm.msgid in seen:
+            ignored["duplicates"] += 1
+            continue
+        seen.add(lm.msgid)
+        if lm.reply:
+            ignored["replies"] += 1
+        elif lm.counter == 0 and not lm.counters_inferred and lm.expected > 0:
+            if lm.revision in covers:
+                ignored["duplicates"] += 1
+            else:
+                covers[lm.revision] = m
+        elif lm.has_diff:
+            patches.setdefault(lm.revision, []).append(m)
+        else:
+            ignored["not-a-patch"] += 1
+    return patches, covers, ignored
+
+
+def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | None) -> tuple[list[ParsedRevision], dict[str, int]]:
+    mails, bad = load_mails(path)
+    by_rev, covers, ignored = classify(mails)
+    ignored["unparseable"] = bad
+    if not by_rev:
+        raise UserError(f"{path}: no patch found in {len(mails)} message(s)")
+    explicit = {r for r, ms in by_rev.items() if any(not m.lmsg.revision_inferred for m in ms)}
+    if revision is not None:
+        if revision in by_rev:
+            chosen = {revision: by_rev[revision]}
+        elif explicit:
+            found = ", ".join(f"v{r}" for r in sorted(explicit))
+            raise UserError(f"--revision {revision} contradicts the subjects in {path} (they say {found})")
+        elif len(by_rev) == 1:
+            # Subjects carry no version ([PATCH n/m]): the user names it.
+            chosen = {revision: next(iter(by_rev.values()))}
+            if 1 in covers:
+                covers[revision] = covers.pop(1)
+        else:
+            raise UserError(f"--revision {revision}: not found in {path}")
+        ignored["other-revisions"] = sum(len(ms) for r, ms in by_rev.items() if r not in chosen and r != revision) if revision in by_rev else 0
+    else:
+        chosen = by_rev
+    out: list[ParsedRevision] = []
+    for ver, ms in sorted(chosen.items()):
+        posted_total = max(m.lmsg.expected for m in ms)
+        cover = covers.get(ver) or covers.get(1 if ver == revision else -1)
+        if cover is not None:
+            posted_total = max(posted_total, cover.lmsg.expected)
+        first, last = (1, posted_total) if select is None else select
+        if select is not None and last > posted_total:
+            raise UserError(f"--select {first}-{last}: v{ver} was posted with {posted_total} patches")
+        patches: dict[int, ImportedPatch] = {}
+        for m in ms:
+            idx = m.lmsg.counter
+            if not first <= idx <= last:
+                ignored["not-selected"] = ignored.get("not-selected", 0) + 1
+                continue
+            if idx in patches:
+                ignored["duplicates"] += 1
+                continue
+            patches[idx] = _make_patch(m, idx)
+        if not patches:
+            raise UserError(f"{path}: no patch of v{ver} in the selected range {first}-{last}")
+        lead = cover or min(ms, key=lambda m: m.lmsg.counter)
+        prefixes = [p for p in lead.lmsg.lsubject.get_extra_prefixes() if not re.fullmatch(r"v\d+|\d+/\d+|PATCH", p, re.I)]
+        if lead.lmsg.lsubject.rfc and "RFC" not in prefixes:
+            prefixes.insert(0, "RFC")
+        out.append(ParsedRevision(
+            version=ver, version_inferred=ver not in explicit, posted_total=posted_total, first_index=first,
+            expected=last - first + 1, prefixes=prefixes, patches=patches, cover=cover,
+            title=cover.lmsg.subject if cover else "", date=_iso(lead.lmsg.date)))
+    return out, ignored
+
+
+# ---------------------------------------------------------------- writing
+def _record(pr: ParsedRevision, source: Path, existing: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    patches = {i: p for i, p in existing.items()}
+    for p in pr.patches.values():
+        patches[p.index] = {"index": p.index, "file": p.filename, "subject": p.subject, "author": p.author,
+                            "sender": p.sender, "message_id": p.message_id, "date": p.date,
+                            "patch_id": p.patch_id or "", "trailers": p.trailers, "in_body_from": p.in_body_from}
+    meta: dict[str, Any] = {"version": pr.version, "expected": pr.expected, "first_index": pr.first_index,
+                            "posted_total": pr.posted_total, "prefixes": pr.prefixes, "date": pr.date}
+    if pr.cover is not None:
+        meta["cover_message_id"] = pr.cover.lmsg.msgid
+        meta["cover_subject"] = pr.cover.lmsg.full_subject
+        meta["title"] = pr.title
+    return {"source": str(source), "revision": meta, "patches": [patches[i] for i in sorted(patches)]}
+
+
+def _content_digest(d: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(d.iterdir()) if f.suffix == ".patch" or f.name == "cover.txt"}
+
+
+def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: bool) -> tuple[str, str | None]:
+    """Write v<N>/ atomically.  Returns (status, kept_aside)."""
+    final = stack_dir / f"v{pr.version}"
+    existing_rec: dict[int, dict[str, Any]] = {}
+    old_digest: dict[str, str] = {}
+    if (final / IMPORT_FILE).is_file():
+        rec = load_toml(final / IMPORT_FILE)
+        existing_rec = {int(p["index"]): p for p in rec.get("patches", [])}
+        old_digest = _content_digest(final)
+        # Same index, different content: refuse unless --force.
+        clashes = [i for i, p in pr.patches.items() if i in existing_rec and (
+            existing_rec[i].get("message_id") != p.message_id
+            or old_digest.get(existing_rec[i]["file"]) != hashlib.sha256(p.text.encode()).hexdigest())]
+        if clashes and not force:
+            raise UserError(f"v{pr.version} is already imported with different mails for patch "
+                            f"{', '.join(map(str, clashes))}; use --force to replace it (the old copy is kept aside)")
+        if clashes:
+            existing_rec = {}
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".v{pr.version}.", suffix=".tmp", dir=stack_dir))
+    try:
+        if final.is_dir() and existing_rec:
+            for f in final.iterdir():  # keep what was already there (a partial revision grows)
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+        for p in pr.patches.values():
+            (tmp / p.filename).write_text(p.text)
+        raw_box = tmp / "posted.mbox"
+        with raw_box.open("ab") as fh:
+            for m in ([pr.cover.raw] if pr.cover else []) + [p.raw for p in pr.patches.values()]:
+                fh.write(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n")
+                body = re.sub(rb"(?m)^(>*From )", rb">\1", m)
+                fh.write(body if body.endswith(b"\n") else body + b"\n")
+        if pr.cover is not None:
+            (tmp / "cover.txt").write_text(f"Subject: {pr.cover.lmsg.full_subject}\n\n{pr.cover.lmsg.body}")
+        (tmp / IMPORT_FILE).write_text(tomli_w.dumps(_record(pr, source, existing_rec)))
+        new_digest = _content_digest(tmp)
+        if old_digest and new_digest == old_digest:
+            shutil.rmtree(tmp)
+            return "unchanged", None
+        kept = None
+        if final.exists():
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = stack_dir / f".v{pr.version}.replaced-{stamp}" if existing_rec else stack_dir / f"v{pr.version}.replaced-{stamp}"
+            os.rename(final, aside)
+            os.rename(tmp, final)
+            if existing_rec:  # grown, not replaced: the old partial copy is a subset; drop it
+                shutil.rmtree(aside)
+                return "updated", None
+            kept = str(aside)
+            return "replaced", kept
+        os.rename(tmp, final)
+        return "created", None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_manifest(rev: Revision, pr: ParsedRevision, force: bool) -> None:
+    if rev.expected and (rev.expected != pr.expected or rev.first_index != pr.first_index):
+        raise UserError(f"v{pr.version} in the manifest has patches {rev.first_index}-{rev.first_index + rev.expected - 1}, "
+                        f"the mailbox has {pr.first_index}-{pr.first_index + pr.expected - 1} (use --select?)")
+    if force:
+        return
+    for idx, p in pr.patches.items():
+        known = rev.patch(idx)
+        if known and known.message_id and known.message_id.strip("<>") != p.message_id:
+            raise UserError(f"v{pr.version} patch {idx} is <{p.message_id}> in the mailbox but "
+                            f"<{known.message_id}> in the manifest; use --force if that is intended")
+
+
+def _manifest_revision(pr: ParsedRevision) -> Revision:
+    rev = Revision(version=pr.version, prefixes=pr.prefixes, date=pr.date, title=pr.title,
+                   cover_subject=pr.cover.lmsg.full_subject if pr.cover else "",
+                   cover_message_id=pr.cover.lmsg.msgid if pr.cover else "", expected=pr.expected,
+                   first_index=pr.first_index, posted_total=pr.posted_total)
+    rev.patches = [PatchInfo(index=p.index, subject=p.subject, author=p.author, message_id=p.message_id, date=p.date)
+                   for p in sorted(pr.patches.values(), key=lambda p: p.index)]
+    return rev
+
+
+def import_mailbox(ws: Workspace, name: str, mbox: Path, *, revision: int | None = None,
+                   select: tuple[int, int] | None = None, create: bool = False, force: bool = False) -> list[ImportReport]:
+    check_stack_name(name)
+    exists = stack_exists(ws, name)
+    if not exists and not create:
+        raise UserError(f"unknown stack {name!r}; use --create to start it from this mailbox")
+    parsed, ignored = parse_revisions(mbox, revision, select)
+    stack = load_stack(ws, name) if exists else Stack(name=name, dir=ws.stack_dir(name))
+    if not exists:
+        stack.title = next((p.title for p in parsed if p.title), "") or min(parsed[0].patches.values(), key=lambda p: p.index).subject
+    # Validate everything before writing anything.
+    for pr in parsed:
+        if stack.has_revision(pr.version):
+            _check_manifest(stack.revision(pr.version), pr, force)
+    reports: list[ImportReport] = []
+    manifest_changed = not exists
+    for pr in parsed:
+        if not stack.has_revision(pr.version):
+            stack.revisions.append(_manifest_revision(pr))
+            manifest_changed = True
+        status, kept = write_revision(stack.dir, pr, mbox, force)
+        present = sorted(set(pr.patches) | {p.index for p in stack.revision(pr.version).patches if p.imported})
+        rev_indexes = range(pr.first_index, pr.first_index + pr.expected)
+        reports.append(ImportReport(stack=name, version=pr.version, status=status, present=present,
+                                    missing=[i for i in rev_indexes if i not in present], expected=pr.expected,
+                                    ignored={k: v for k, v in ignored.items() if v}, kept_aside=kept))
+    if manifest_changed:
+        stack.save()
+    return reports

@@ -1,0 +1,84 @@
+"""Workspace (series.toml + patches/) and cache ($SERIES_CACHE) resolution."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+STACK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEFAULT_LORE_URL = "https://lore.kernel.org"
+
+
+def default_cache() -> Path:
+    env = os.environ.get("SERIES_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return (base / "series").resolve()
+
+
+@dataclass
+class Workspace:
+    root: Path
+    cache: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def patches(self) -> Path:
+        return self.root / "patches"
+
+    def stack_dir(self, name: str) -> Path:
+        check_stack_name(name)
+        return self.patches / name
+
+    @property
+    def lore_url(self) -> str:
+        return str(os.environ.get("SERIES_LORE_URL") or self.config.get("lore", {}).get("url") or DEFAULT_LORE_URL)
+
+    @property
+    def runs(self) -> Path:
+        return self.cache / "runs"
+
+    @property
+    def locks(self) -> Path:
+        return self.cache / "locks"
+
+
+def check_stack_name(name: str) -> None:
+    if not STACK_NAME_RE.match(name):
+        raise UserError(f"invalid stack name {name!r}: use lower-case letters, digits, '.', '_' and '-'")
+
+
+def find_workspace(explicit: str | None = None, *, create: bool = False) -> Workspace:
+    """--workspace DIR, else $SERIES_WORKSPACE, else the nearest parent holding series.toml."""
+    cand = explicit or os.environ.get("SERIES_WORKSPACE")
+    root: Path | None = None
+    if cand:
+        root = Path(cand).expanduser().resolve()
+        if not (root / "series.toml").is_file():
+            if create:
+                root.mkdir(parents=True, exist_ok=True)
+                (root / "series.toml").write_text("[workspace]\n")
+                (root / "patches").mkdir(exist_ok=True)
+            else:
+                raise UserError(f"{root} is not a series workspace (no series.toml)")
+    else:
+        here = Path.cwd().resolve()
+        for d in (here, *here.parents):
+            if (d / "series.toml").is_file():
+                root = d
+                break
+        if root is None:
+            raise UserError("not inside a series workspace (no series.toml here or above); use --workspace DIR")
+    try:
+        config = tomllib.loads((root / "series.toml").read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{root / 'series.toml'}: {e}") from None
+    return Workspace(root=root, cache=default_cache(), config=config)

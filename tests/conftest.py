@@ -1,0 +1,110 @@
+"""Shared fixtures.  Tests seal their environment: HOME, git config, dates."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_LORE = (REPO.parent / "shared" / "lore").resolve()
+FIXED_DATE = "2024-01-01T00:00:00+0000"
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SERIES_CACHE for the whole test session: kernel trees and warm build
+    directories are made once per run and shared by the tests that need them."""
+    env = os.environ.get("SERIES_TEST_CACHE")
+    if env:
+        p = Path(env)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+    return tmp_path_factory.mktemp("series-cache")
+
+
+@pytest.fixture(autouse=True)
+def sealed_env(monkeypatch: pytest.MonkeyPatch, session_home: Path, session_cache: Path) -> None:
+    monkeypatch.setenv("HOME", str(session_home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(session_home / ".gitconfig"))
+    for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.setenv(var, FIXED_DATE)
+    for var, val in (("GIT_AUTHOR_NAME", "Test Author"), ("GIT_AUTHOR_EMAIL", "author@example.org"),
+                     ("GIT_COMMITTER_NAME", "Test Committer"), ("GIT_COMMITTER_EMAIL", "committer@example.org")):
+        monkeypatch.setenv(var, val)
+    monkeypatch.setenv("SERIES_CACHE", str(session_cache))
+    monkeypatch.delenv("SERIES_WORKSPACE", raising=False)
+    monkeypatch.setenv("SERIES_LORE_URL", "http://127.0.0.1:9/")  # never the real lore
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def json(self):  # noqa: ANN201
+        import json
+        return json.loads(self.out)
+
+
+def run_series(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 3600,
+               env: dict[str, str] | None = None) -> Result:
+    """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
+    proc = subprocess.run([sys.executable, "-m", "series", *args], cwd=cwd or REPO, input=input,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def series():  # noqa: ANN201
+    return run_series
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "patches").mkdir(parents=True)
+    (ws / "series.toml").write_text('[workspace]\nname = "test"\n')
+    return ws
+
+
+@pytest.fixture
+def repo_workspace(tmp_path: Path) -> Path:
+    """A copy of this repository's workspace (manifests only), so imports don't touch the checkout."""
+    import shutil
+    ws = tmp_path / "repo-ws"
+    shutil.copytree(REPO / "patches", ws / "patches",
+                    ignore=lambda d, names: [n for n in names if n.startswith("v") and n[1:].isdigit()
+                                             and "uffd-move-selftests" not in d])
+    shutil.copy(REPO / "series.toml", ws / "series.toml")
+    return ws
+
+
+@pytest.fixture(scope="session")
+def lore_dir() -> Path:
+    if not (SHARED_LORE / "uffd-move").is_dir():
+        pytest.skip(f"../shared/lore is absent ({SHARED_LORE}): the real mails are not on this machine")
+    return SHARED_LORE
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def repo_state(path: Path) -> tuple[str, str]:
+    """What a user's repository looks like: refs and worktree status (for safety tests)."""
+    return (git(path, "for-each-ref", "--format=%(refname) %(objectname)"),
+            git(path, "status", "--porcelain=v1", "--untracked-files=all"))
