@@ -141,6 +141,21 @@ def test_partial_revision_grows(workspace: Path, tmp_path: Path) -> None:
     assert r.rc == 0, r.err
     assert r.json["imports"][0]["status"] == "updated"
     assert show(workspace, "demo")["revisions"][0]["complete"]
+    # posted.mbox keeps each mail once: the cover (in both boxes) and the three patches.
+    posted = (workspace / "patches/demo/v1/posted.mbox").read_bytes()
+    assert posted.count(b"From mboxrd@z") == 4
+    assert posted.count(b"Message-ID: <v1-0-demo@example.org>") == 1
+
+
+def test_a_different_cover_is_a_clash(workspace: Path, tmp_path: Path) -> None:
+    a = write_mbox(tmp_path / "a.mbox", series_mails(2))
+    b_msgs = series_mails(2)
+    b_msgs[0].set_content("A different blurb under the same Message-ID.\n")
+    b = write_mbox(tmp_path / "b.mbox", b_msgs)
+    assert imp(workspace, "demo", "--mbox", str(a), "--create").rc == 0
+    r = imp(workspace, "demo", "--mbox", str(b))
+    one_line_error(r)
+    assert "the cover" in r.err
 
 
 def test_different_mails_refused_then_forced_and_kept(workspace: Path, tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ import tomli_w
 from ..errors import UserError
 from ..git import patch_id
 from ..workspace import Workspace, check_stack_name
-from .mailbox import Mail, clean_header, find_trailers, load_mails, mailinfo
+from liblore.utils import split_mbox_as_bytes
+
+from .mailbox import Mail, clean_header, clean_msgid, find_trailers, load_mails, mailinfo
 from .model import IMPORT_FILE, PatchInfo, Revision, Stack, load_toml
 from .store import load_stack, stack_exists
 
@@ -102,6 +104,10 @@ def parse_select(text: str | None) -> tuple[int, int] | None:
 
 def _iso(d: dt.datetime) -> str:
     return d.isoformat()
+
+
+def _cover_text(m: Mail) -> str:
+    return f"Subject: {m.lmsg.full_subject}\n\n{m.lmsg.body}"
 
 
 def _patch_file(m: Mail) -> str:
@@ -233,6 +239,26 @@ def _record(pr: ParsedRevision, source: Path, existing: dict[int, dict[str, Any]
     return {"source": str(source), "revision": meta, "patches": [patches[i] for i in sorted(patches)]}
 
 
+def read_posted(path: Path) -> dict[str, bytes]:
+    """Message-ID -> raw bytes of a posted.mbox (mboxrd)."""
+    if not path.is_file():
+        return {}
+    out: dict[str, bytes] = {}
+    for raw in split_mbox_as_bytes(path.read_bytes()):
+        mid = clean_msgid(raw)
+        if mid:
+            out[mid] = raw
+    return out
+
+
+def write_posted(path: Path, mails: dict[str, bytes]) -> None:
+    with path.open("wb") as fh:
+        for raw in mails.values():
+            fh.write(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n")
+            body = re.sub(rb"(?m)^(>*From )", rb">\1", raw)
+            fh.write(body if body.endswith(b"\n") else body + b"\n")
+
+
 def _content_digest(d: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
             for f in sorted(d.iterdir()) if f.suffix == ".patch" or f.name == "cover.txt"}
@@ -251,9 +277,13 @@ def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: boo
         clashes = [i for i, p in pr.patches.items() if i in existing_rec and (
             existing_rec[i].get("message_id") != p.message_id
             or old_digest.get(existing_rec[i]["file"]) != hashlib.sha256(p.text.encode()).hexdigest())]
+        if pr.cover is not None and (final / "cover.txt").is_file() and \
+                (final / "cover.txt").read_text() != _cover_text(pr.cover):
+            clashes.append(0)
         if clashes and not force:
-            raise UserError(f"v{pr.version} is already imported with different mails for patch "
-                            f"{', '.join(map(str, clashes))}; use --force to replace it (the old copy is kept aside)")
+            what = ", ".join("the cover" if i == 0 else f"patch {i}" for i in clashes)
+            raise UserError(f"v{pr.version} is already imported with different mails for {what}; "
+                            "use --force to replace it (the old copy is kept aside)")
         if clashes:
             existing_rec = {}
     stack_dir.mkdir(parents=True, exist_ok=True)
@@ -265,14 +295,15 @@ def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: boo
                     shutil.copy2(f, tmp / f.name)
         for p in pr.patches.values():
             (tmp / p.filename).write_text(p.text)
-        raw_box = tmp / "posted.mbox"
-        with raw_box.open("ab") as fh:
-            for m in ([pr.cover.raw] if pr.cover else []) + [p.raw for p in pr.patches.values()]:
-                fh.write(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n")
-                body = re.sub(rb"(?m)^(>*From )", rb">\1", m)
-                fh.write(body if body.endswith(b"\n") else body + b"\n")
+        # The raw mails as posted, one per Message-ID (a growing revision keeps the old ones).
+        posted = read_posted(tmp / "posted.mbox")
         if pr.cover is not None:
-            (tmp / "cover.txt").write_text(f"Subject: {pr.cover.lmsg.full_subject}\n\n{pr.cover.lmsg.body}")
+            posted[pr.cover.lmsg.msgid] = pr.cover.raw
+        for p in sorted(pr.patches.values(), key=lambda p: p.index):
+            posted[p.message_id] = p.raw
+        write_posted(tmp / "posted.mbox", posted)
+        if pr.cover is not None:
+            (tmp / "cover.txt").write_text(_cover_text(pr.cover))
         (tmp / IMPORT_FILE).write_text(tomli_w.dumps(_record(pr, source, existing_rec)))
         new_digest = _content_digest(tmp)
         if old_digest and new_digest == old_digest:

@@ -80,3 +80,7 @@ def clean_header(value: object) -> str:
 def find_trailers(message: str) -> list[str]:
     trailers, _ = b4.LoreMessage.find_trailers(message, followup=False)
     return [f"{t.name}: {t.value}" for t in trailers]
+
+
+def clean_msgid(raw: bytes) -> str | None:
+    return b4.LoreMessage.get_clean_msgid(_parse(raw))
