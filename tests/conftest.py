@@ -108,3 +108,40 @@ def repo_state(path: Path) -> tuple[str, str]:
     """What a user's repository looks like: refs and worktree status (for safety tests)."""
     return (git(path, "for-each-ref", "--format=%(refname) %(objectname)"),
             git(path, "status", "--porcelain=v1", "--untracked-files=all"))
+
+
+# --- kernel trees (trees/apply) ---
+DEBIAN_SRC = Path("/usr/src")
+
+
+def _trees_ws(root: Path, cache: Path):  # noqa: ANN202
+    from series.workspace import Workspace
+    return Workspace(root=root, cache=cache, config={})
+
+
+@pytest.fixture(scope="session")
+def debian_trees(session_cache: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The real Debian 6.12 and 6.1 trees, made once per session (one repository, tree name 'debian')."""
+    from series import trees
+    for v in ("6.12", "6.1"):
+        if not (DEBIAN_SRC / f"linux-source-{v}.tar.xz").is_file():
+            pytest.skip(f"linux-source-{v} is not installed")
+    ws = _trees_ws(tmp_path_factory.mktemp("trees-ws"), session_cache)
+    trees.ensure_debian_tree(ws, "debian", "6.12")
+    return trees.ensure_debian_tree(ws, "debian", "6.1")
+
+
+@pytest.fixture(scope="session")
+def uffd_workspace(lore_dir: Path, session_cache: Path, session_home: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the real uffd-move mails imported (v1..v6), made once per session."""
+    import shutil
+    ws = tmp_path_factory.mktemp("uffd-ws")
+    shutil.copytree(REPO / "patches" / "uffd-move", ws / "patches" / "uffd-move",
+                    ignore=lambda d, names: [n for n in names if n.startswith("v") and n[1:].isdigit()])
+    (ws / "series.toml").write_text('[workspace]\nname = "uffd"\n')
+    r = run_series("fetch", "uffd-move", "--mirror", str(lore_dir), cwd=ws,
+                   env={"SERIES_CACHE": str(session_cache), "HOME": str(session_home), "GIT_CONFIG_NOSYSTEM": "1"})
+    if r.rc != 0:
+        pytest.fail(f"series fetch uffd-move failed: {r.err.strip()}")
+    return ws

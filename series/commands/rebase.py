@@ -1,0 +1,46 @@
+"""series rebase STACK REF [--from vN] [--tree NAME] [--json] ; series rebase [STACK] --continue|--abort"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..context import Context
+from ..errors import UserError
+from ..fsutil import exclusive_lock
+from ..stacks.model import parse_version
+from ..stages import rebase as rb
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rebase", help="take a revision onto a new base as the next revision (conflict report on failure)")
+    p.add_argument("stack", nargs="?")
+    p.add_argument("ref", nargs="?", help="the new base: a ref, a sha, or debian/X.Y")
+    p.add_argument("--from", dest="from_version", metavar="vN", help="revision to rebase (default: the latest)")
+    p.add_argument("--tree", metavar="NAME", help="kernel tree (default: [ci] tree, or the only one)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--continue", dest="cont", action="store_true", help="after resolving a conflict: finish the rebase")
+    g.add_argument("--abort", action="store_true", help="undo a stopped rebase (records nothing)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    ws = ctx.ws
+    if args.cont or args.abort:
+        if args.ref:
+            raise UserError("--continue/--abort take at most the stack name")
+        st = args.stack or rb.find_state(ws, None)["stack"]
+        with exclusive_lock(ws.locks / f"{st}.lock", f"stack {st}"):
+            if args.abort:
+                msg = rb.abort(ws, st)
+                ctx.emit({"stack": st, "aborted": True, "message": msg}, msg)
+                return 0
+            out = rb.resume(ws, st)
+    else:
+        if not args.stack or not args.ref:
+            raise UserError("usage: series rebase STACK REF [--from vN] (or --continue / --abort)")
+        frm = parse_version(args.from_version) if args.from_version else None
+        with exclusive_lock(ws.locks / f"{args.stack}.lock", f"stack {args.stack}"):
+            out = rb.start(ws, args.stack, args.ref, from_version=frm, tree_name=args.tree)
+    ctx.emit(out.to_json(), out.text())
+    return 0 if out.recorded is not None else 2

@@ -1,0 +1,297 @@
+"""series apply / series rebase: worktrees of ours, hunk reports, already-present, safety."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from conftest import git, repo_state, run_series
+
+LINES = [f"line {i}" for i in range(1, 41)]
+
+
+def _write_stack(ws: Path, name: str, patch_files: list[Path], expected: int | None = None) -> None:
+    d = ws / "patches" / name
+    (d / "v1").mkdir(parents=True)
+    (d / "stack.toml").write_text(tomli_w.dumps({"name": name, "title": f"{name} test stack", "upstream": False}))
+    pats = []
+    for i, f in enumerate(patch_files, start=1):
+        dest = d / "v1" / f.name
+        dest.write_bytes(f.read_bytes())
+        subj = re.search(r"^Subject: (?:\[[^]]*\] )?(.*)$", f.read_text(), re.M).group(1)
+        pats.append({"index": i, "file": f.name, "subject": subj, "author": "A U Thor <a@example.org>",
+                     "message_id": f"{name}-{i}@example.org", "date": "2024-01-01T00:00:00+00:00"})
+    rec = {"revision": {"version": 1, "expected": expected or len(pats), "title": f"{name} test stack"},
+           "patches": pats}
+    (d / "v1" / "import.toml").write_text(tomli_w.dumps(rec))
+
+
+def _commit(repo: Path, msg: str, **files: str) -> str:
+    for name, text in files.items():
+        p = repo / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-qm", msg)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def mini(workspace: Path, tmp_path: Path):  # noqa: ANN201
+    """A user repository (a path tree) and a 3-patch stack made on its `main`; branches
+    `up` (patch 1 already merged) and `other` (line 5 changed differently)."""
+    user = tmp_path / "linux"
+    user.mkdir()
+    git(user, "init", "-q", "-b", "main")
+    git(user, "config", "user.name", "U")
+    git(user, "config", "user.email", "u@example.org")
+    base = _commit(user, "base", **{"a.c": "\n".join(LINES) + "\n"})
+    git(user, "checkout", "-qb", "work")
+    l2 = list(LINES)
+    l2[4] = "line 5 changed by patch 1"
+    _commit(user, "mini: change line 5", **{"a.c": "\n".join(l2) + "\n"})
+    _commit(user, "mini: add b.c", **{"b.c": "int b;\n"})
+    l3 = list(l2)
+    l3[29] = "line 30 changed by patch 3"
+    _commit(user, "mini: change line 30", **{"a.c": "\n".join(l3) + "\n"})
+    out = tmp_path / "fp"
+    git(user, "format-patch", "-q", "-o", str(out), f"{base}..work")
+    git(user, "checkout", "-q", "-b", "up", base)
+    _commit(user, "upstream merged patch 1", **{"a.c": "\n".join(l2) + "\n"})
+    git(user, "checkout", "-q", "-b", "other", base)
+    lo = list(LINES)
+    lo[3:6] = ["line 4 rewritten", "line 5 rewritten", "line 6 rewritten"]
+    _commit(user, "upstream changed it otherwise", **{"a.c": "\n".join(lo) + "\n"})
+    git(user, "checkout", "-q", "main")
+    files = sorted(out.glob("*.patch"))
+    _write_stack(workspace, "mini", files)
+    _write_stack(workspace, "mini-partial", files, expected=4)
+    name = f"mini-{tmp_path.name[-10:]}".replace("_", "-")
+    r = run_series("tree", "add", name, "--path", str(user), cwd=workspace)
+    assert r.rc == 0, r.err
+    return workspace, user, name
+
+
+def test_apply_clean_commits_in_our_worktree(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    before = repo_state(user)
+    r = run_series("apply", "mini", "v1", "--onto", "main", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 0, r.err
+    j = r.json
+    assert j["status"] == "applied" and j["version"] == 1 and j["stack"] == "mini"
+    assert j["base_commit"] == git(user, "rev-parse", "main").strip()
+    assert [p["status"] for p in j["patches"]] == ["applied"] * 3
+    assert j["patches"][0]["files"] == [{"path": "a.c", "hunks": 1, "clean": 1, "fuzz": 0, "rejected": 0}]
+    wt = Path(j["worktree"])
+    assert "worktrees" in wt.parts and not str(wt).startswith(str(user))
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD").strip() == "series/mini/v1"
+    log = git(wt, "log", "--format=%an|%s", "-3").splitlines()
+    assert log == ["Test Author|mini: change line 30", "Test Author|mini: add b.c", "Test Author|mini: change line 5"]
+    assert j["patches"][2]["commit"] == git(wt, "rev-parse", "HEAD").strip()
+    assert repo_state(user) == before
+
+
+def test_already_present_and_partial(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    before = repo_state(user)
+    r = run_series("apply", "mini-partial", "--onto", "up", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 0, r.err
+    j = r.json
+    assert [p["status"] for p in j["patches"]] == ["already-present", "applied", "applied", "missing"]
+    assert j["patches"][0]["how"] == "reverse-applies"
+    assert j["status"] == "partial" and j["missing"] == [4]
+    assert repo_state(user) == before
+
+
+def test_conflict_report_keeps_rejects(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    before = repo_state(user)
+    r = run_series("apply", "mini", "--onto", "other", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 2
+    j = r.json
+    p1 = j["patches"][0]
+    assert p1["status"] == "conflict"
+    assert p1["files"] == [{"path": "a.c", "hunks": 1, "clean": 0, "fuzz": 0, "rejected": 1}]
+    assert p1["rejects"] and Path(p1["rejects"][0]).is_file()
+    assert Path(p1["rejects"][0]).is_relative_to(Path(j["log_dir"]))
+    assert [p["status"] for p in j["patches"][1:]] == ["applied", "applied"]
+    assert repo_state(user) == before
+
+
+def test_rebase_conflict_abort_continue_and_record(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    before = repo_state(user)
+    r = run_series("rebase", "mini", "other", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 2
+    j = r.json
+    assert j["status"] == "conflict" and j["new_version"] is None and j["in_progress"]
+    assert not (ws / "patches" / "mini" / "v2").exists()
+    # a second rebase refuses while one is in progress
+    r2 = run_series("rebase", "mini", "other", "--tree", tree, cwd=ws)
+    assert r2.rc == 1 and "in progress" in r2.err
+    r = run_series("rebase", "--abort", cwd=ws)
+    assert r.rc == 0, r.err
+    assert not Path(j["worktree"]).exists()
+    assert not (ws / "patches" / "mini" / "v2").exists()
+    # again, then resolve by hand and continue
+    j = run_series("rebase", "mini", "other", "--tree", tree, "--json", cwd=ws).json
+    wt = Path(j["worktree"])
+    assert "<<<<<<<" in (wt / "a.c").read_text()  # a 3-way conflict: the preimage blobs exist
+    resolved = list(LINES)
+    resolved[3:6] = ["line 4 rewritten", "line 5 changed by patch 1", "line 6 rewritten"]
+    (wt / "a.c").write_text("\n".join(resolved) + "\n")
+    r = run_series("rebase", "--continue", "--json", cwd=ws)
+    assert r.rc == 0, r.err + r.out
+    j = r.json
+    assert j["new_version"] == 2 and j["status"] == "applied"
+    r = run_series("show", "mini", "v2", "--json", cwd=ws)
+    assert r.rc == 0, r.err
+    rev = r.json["revisions"][0]
+    assert rev["base"] == git(user, "rev-parse", "other").strip()
+    assert rev["present"] == [1, 2, 3] and rev["complete"]
+    assert any("Rebased v1 onto other" in c for c in rev["changelog"])
+    # rerere: the same rebase again reuses the recorded resolution, no stop
+    import shutil
+    shutil.rmtree(ws / "patches" / "mini" / "v2")
+    r = run_series("rebase", "mini", "other", "--tree", tree, "--from", "v1", "--json", cwd=ws)
+    assert r.rc == 0, r.out + r.err
+    assert "rerere" in r.json["patches"][0]["how"]
+    assert repo_state(user) == before
+
+
+def test_rebase_clean_records_next_version(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    r = run_series("rebase", "mini", "up", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 0, r.err
+    j = r.json
+    assert j["new_version"] == 2
+    rev = run_series("show", "mini", "v2", "--json", cwd=ws).json["revisions"][0]
+    assert rev["expected"] == 2  # patch 1 is already in `up`: dropped, and said so
+    assert any("Dropped v1 patch 1" in c for c in rev["changelog"])
+    patches = sorted((ws / "patches" / "mini" / "v2").glob("*.patch"))
+    assert len(patches) == 2 and "[PATCH v2 1/2]" in patches[0].read_text()
+
+
+def test_lock_refuses_second_run(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    from series.fsutil import exclusive_lock
+    from series.workspace import find_workspace
+    w = find_workspace(str(ws))
+    with exclusive_lock(w.locks / "mini.lock", "stack mini"):
+        r = run_series("apply", "mini", "--onto", "main", "--tree", tree, cwd=ws)
+    assert r.rc == 1 and "busy" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_stale_worktree_recovered(mini) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    j = run_series("apply", "mini", "--onto", "main", "--tree", tree, "--json", cwd=ws).json
+    wt = Path(j["worktree"])
+    (wt / "a.c").write_text("garbage left by a killed run\n")
+    (wt / "junk.rej").write_text("x")
+    j2 = run_series("apply", "mini", "--onto", "main", "--tree", tree, "--json", cwd=ws).json
+    assert j2["status"] == "applied" and not (wt / "junk.rej").exists()
+    import shutil
+    shutil.rmtree(wt)  # gone without `git worktree remove`
+    r = run_series("apply", "mini", "--onto", "main", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 0 and r.json["status"] == "applied", r.err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["apply", "nosuch", "--onto", "main"], "unknown stack"),
+    (["apply", "mini", "v9", "--onto", "main"], "no revision v9"),
+    (["apply", "mini", "--onto", "no-such-ref"], "unknown ref"),
+    (["apply", "mini", "--onto", "main", "--tree", "nosuchtree"], "unknown kernel tree"),
+    (["rebase", "mini"], "usage"),
+    (["rebase", "--continue"], "no rebase in progress"),
+    (["apply", "mini", "vX", "--onto", "main"], "not a revision"),
+])
+def test_bad_input_one_line(mini, args: list[str], needle: str) -> None:  # noqa: ANN001
+    ws, user, tree = mini
+    if "--tree" not in args and args[0] == "apply":
+        args = [*args, "--tree", tree]
+    r = run_series(*args, cwd=ws)
+    assert r.rc == 1, r.out + r.err
+    assert needle in r.err and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+
+
+# -- integration: the real uffd-move mails on the real Debian trees ---------------------
+def _counts(j: dict) -> list[tuple]:
+    return [(p["index"], p["status"], tuple((f["path"], f["hunks"], f["clean"], f["fuzz"], f["rejected"])
+                                             for f in p["files"])) for p in j["patches"]]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("onto", ["debian/6.12", "debian/6.1"])
+def test_uffd_v2_hunk_report_is_stable(debian_trees, uffd_workspace: Path, onto: str) -> None:  # noqa: ANN001
+    runs = [run_series("apply", "uffd-move", "v2", "--onto", onto, "--tree", "debian", "--json", cwd=uffd_workspace)
+            for _ in range(2)]
+    for r in runs:
+        assert r.rc in (0, 2), r.err
+        assert [p["index"] for p in r.json["patches"]] == [1, 2, 3]
+        for p in r.json["patches"]:
+            assert p["files"] and all(f["hunks"] == f["clean"] + f["fuzz"] + f["rejected"] for f in p["files"])
+    assert _counts(runs[0].json) == _counts(runs[1].json)
+
+
+@pytest.mark.integration
+def test_uffd_v6_onto_612_already_present(debian_trees, uffd_workspace: Path) -> None:  # noqa: ANN001
+    from series.stages.apply import parse_diff
+    from series.trees import resolve_ref
+    r = run_series("apply", "uffd-move", "v6", "--onto", "debian/6.12", "--tree", "debian", "--json",
+                   cwd=uffd_workspace)
+    assert r.rc in (0, 2), r.err
+    j = r.json
+    by = {p["index"]: p for p in j["patches"]}
+    assert by[2]["status"] == "missing" and j["missing"] == [2]
+    assert all(p["status"] in ("applied", "fuzz", "conflict", "already-present") for i, p in by.items() if i != 2)
+    present = [p for p in j["patches"] if p["status"] == "already-present"]
+    assert present, "UFFDIO_MOVE is merged in 6.12: some v6 patches must be found there"
+    base = resolve_ref(debian_trees, "debian/6.12")
+    assert j["base_commit"] == base
+    g = debian_trees.git
+    for p in present:
+        assert p["how"] in ("reverse-applies", "all added lines present")
+        pf = next((uffd_workspace / "patches" / "uffd-move" / "v6").glob(f"{p['index']:04d}-*.patch"))
+        for fd in parse_diff(pf.read_text()):
+            content = {ln.rstrip() for ln in g.run("show", f"{base}:{fd.path}", strip=False).splitlines()}
+            for h in fd.hunks:
+                for line in h.added:
+                    assert line.rstrip() in content, f"patch {p['index']}: {fd.path}: {line!r} not in 6.12"
+
+
+@pytest.mark.integration
+def test_own_stack_on_61_rebased_to_612(debian_trees, workspace: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from series import trees
+    sha61 = trees.resolve_ref(debian_trees, "debian/6.1")
+    wt = tmp_path / "wt61"
+    with trees.worktree(debian_trees, wt, sha61):
+        g = lambda *a: git(wt, *a)  # noqa: E731
+        g("config", "user.name", "Stack Author")
+        g("config", "user.email", "stack@example.org")
+        uf = wt / "mm" / "userfaultfd.c"
+        lines = uf.read_text().splitlines(keepends=True)
+        lines.insert(1, "/* series test: a comment near the top of mm/userfaultfd.c */\n")
+        uf.write_text("".join(lines))
+        g("commit", "-qam", "mm/userfaultfd: add a comment")
+        doc = wt / "Documentation" / "admin-guide" / "mm" / "userfaultfd.rst"
+        doc.write_text(doc.read_text() + "\nA line added by the series test stack.\n")
+        g("commit", "-qam", "docs: userfaultfd: add a line")
+        out = tmp_path / "fp"
+        g("format-patch", "-q", "-o", str(out), f"{sha61}..HEAD")
+    _write_stack(workspace, "own", sorted(out.glob("*.patch")))
+    r = run_series("apply", "own", "--onto", "debian/6.1", "--tree", "debian", "--json", cwd=workspace)
+    assert r.rc == 0, r.err
+    assert [p["status"] for p in r.json["patches"]] == ["applied", "applied"]
+    r = run_series("rebase", "own", "debian/6.12", "--tree", "debian", "--json", cwd=workspace)
+    assert r.rc == 0, r.err + r.out
+    assert r.json["new_version"] == 2
+    rev = run_series("show", "own", "v2", "--json", cwd=workspace).json["revisions"][0]
+    assert rev["base"] == trees.resolve_ref(debian_trees, "debian/6.12")
+    assert rev["present"] == [1, 2]
+    assert any("onto debian/6.12" in c for c in rev["changelog"])
+    wt612 = Path(r.json["worktree"])
+    assert "series test: a comment" in (wt612 / "mm" / "userfaultfd.c").read_text()
