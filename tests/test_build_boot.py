@@ -1,0 +1,185 @@
+"""End to end: per-patch builds and qemu boots of a real Debian 6.12 tree.
+
+One warm build directory is shared by every test here (one cold build per
+session): the stacks all apply onto debian/6.12 with the default fragment.
+Stacks of our own are made from the tree's own files (no upstream mail bodies).
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_series
+
+pytestmark = [pytest.mark.e2e]
+
+TREE = "debian"
+ONTO = "debian/6.12"
+
+PANIC_SETUP = """static bool series_test_panic;
+static int __init series_test_panic_setup(char *s)
+{
+	series_test_panic = true;
+	return 1;
+}
+__setup("series_test_panic", series_test_panic_setup);
+
+"""
+MOVE_FN = "static int userfaultfd_move(struct userfaultfd_ctx *ctx,\n\t\t\t    unsigned long arg)\n{\n\t__s64 ret;\n"
+PANIC_CALL = "\tif (series_test_panic)\n\t\tpanic(\"series test panic: UFFDIO_MOVE with series_test_panic set\");\n"
+
+
+def _comment(n: int) -> callable:
+    return lambda s: s.replace("\n", f"\n/* series test: patch {n} */\n", 1)
+
+
+def _panic_patch(s: str) -> str:
+    assert MOVE_FN in s, "fs/userfaultfd.c: userfaultfd_move() not found"
+    return s.replace(MOVE_FN, PANIC_SETUP + MOVE_FN + PANIC_CALL, 1)
+
+
+def _warning_patch(s: str) -> str:
+    anchor = "ssize_t move_pages(struct userfaultfd_ctx *ctx, unsigned long dst_start,"
+    assert anchor in s
+    return s.replace(anchor, "static int series_unused_fn(void)\n{\n\tint series_unused_var;\n\treturn 0;\n}\n\n" + anchor, 1)
+
+
+def _broken_patch(s: str) -> str:
+    return s.replace("\n", "\nthis is not C;\n", 1)
+
+
+GOOD = [  # (subject, path, edit): 5 patches, the 3rd adds a panic behind a command-line switch
+    ("mm: userfaultfd: a comment", "mm/userfaultfd.c", _comment(1)),
+    ("fs: userfaultfd: a comment", "fs/userfaultfd.c", _comment(2)),
+    ("userfaultfd: panic on UFFDIO_MOVE when series_test_panic is set", "fs/userfaultfd.c", _panic_patch),
+    ("mm: huge_memory: a comment", "mm/huge_memory.c", _comment(4)),
+    ("mm: userfaultfd: another comment", "mm/userfaultfd.c", _comment(5)),
+]
+BROKEN = [
+    ("mm: userfaultfd: add an unused function", "mm/userfaultfd.c", _warning_patch),
+    ("mm: userfaultfd: break the build", "mm/userfaultfd.c", _broken_patch),
+]
+
+
+def make_mbox(repo: Path, base: str, patches: list[tuple[str, str, callable]], stack: str) -> str:
+    """An mbox of `git format-patch`-style mails, diffs made with difflib from the tree's files."""
+    state: dict[str, str] = {}
+    mails = []
+    n = len(patches)
+    for i, (subject, path, edit) in enumerate(patches, 1):
+        old = state.get(path)
+        if old is None:
+            old = subprocess.run(["git", "-C", str(repo), "show", f"{base}:{path}"], check=True,
+                                 capture_output=True, text=True).stdout
+        new = edit(old)
+        state[path] = new
+        diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{path}", f"b/{path}"))
+        mails.append(
+            f"From series-test Mon Sep 17 00:00:00 2001\n"
+            f"From: Series Test <test@series.invalid>\n"
+            f"Date: Mon, 1 Jan 2024 00:0{i}:00 +0000\n"
+            f"Subject: [PATCH v1 {i}/{n}] {subject}\n"
+            f"Message-ID: <{stack}-{i}@series.invalid>\n\n"
+            f"{subject}.\n\nSigned-off-by: Series Test <test@series.invalid>\n---\n"
+            f"diff --git a/{path} b/{path}\n{diff}--\n2.39.0\n\n")
+    return "".join(mails)
+
+
+@pytest.fixture(scope="session")
+def kernel_ws(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    if not Path("/usr/src/linux-source-6.12.tar.xz").is_file() or not shutil.which("qemu-system-x86_64"):
+        pytest.skip("needs linux-source-6.12 and qemu-system-x86")
+    ws = tmp_path_factory.mktemp("kernel-ws")
+    (ws / "patches").mkdir()
+    (ws / "series.toml").write_text('[workspace]\nname = "e2e"\n')
+    env = {"SERIES_CACHE": str(session_cache)}
+    r = run_series("-C", str(ws), "tree", "add", TREE, "--debian", "6.12", env=env)
+    assert r.rc == 0 or "exists" in r.err, r.err
+    repo = session_cache / "trees" / f"{TREE}.git"
+    base = subprocess.run(["git", "-C", str(repo), "tag", "--list", "debian/6.12.*"], check=True,
+                          capture_output=True, text=True).stdout.split()[-1]
+    for name, patches in (("e2e-good", GOOD), ("e2e-broken", BROKEN)):
+        mbox = ws / f"{name}.mbox"
+        mbox.write_text(make_mbox(repo, base, patches, name))
+        r = run_series("-C", str(ws), "import", name, "--mbox", str(mbox), "--create", env=env)
+        assert r.rc == 0, r.err
+    return ws
+
+
+def series_in(ws: Path, *args: str) -> "object":
+    return run_series("-C", str(ws), *args)
+
+
+@pytest.fixture(scope="session")
+def good_build(kernel_ws: Path, session_cache: Path) -> dict:
+    """The cold build (base) + 5 incremental per-patch builds: once per session."""
+    r = run_series("-C", str(kernel_ws), "build", "e2e-good", "--onto", ONTO, "--tree", TREE, "--per-patch", "--json",
+                   env={"SERIES_CACHE": str(session_cache)})
+    assert r.rc == 0, r.err + r.out
+    return r.json
+
+
+def test_per_patch_build_passes(good_build: dict) -> None:
+    d = good_build
+    assert d["status"] == "pass", d
+    assert [p["index"] for p in d["patches"]] == [0, 1, 2, 3, 4, 5]
+    assert all(p["status"] == "pass" and p["errors"] == [] and p["new_warnings"] == [] for p in d["patches"])
+    assert d["not_set"] == []
+    assert d["config"].endswith("uffd.config")
+    assert all(p["rebuilt"] < 20 for p in d["patches"][1:])
+
+
+def test_build_failure_reported_at_its_patch(kernel_ws: Path, good_build: dict) -> None:
+    r = series_in(kernel_ws, "build", "e2e-broken", "--onto", ONTO, "--tree", TREE, "--per-patch", "--json")
+    assert r.rc == 2, r.err
+    d = r.json
+    assert d["status"] == "fail"
+    by = {p["index"]: p for p in d["patches"]}
+    assert by[0]["status"] == "pass"
+    assert by[1]["status"] == "pass"
+    assert any("series_unused" in w and "mm/userfaultfd.c" in w for w in by[1]["new_warnings"]), by[1]
+    assert by[2]["status"] == "fail"
+    assert by[2]["errors"] and any("mm/userfaultfd.c" in e and "error" in e for e in by[2]["errors"]), by[2]
+
+
+def test_boot_runs_upstream_move_tests(kernel_ws: Path, good_build: dict) -> None:
+    # only the upstream tests: the bundled kernel-tests are judged by their own tests
+    r = series_in(kernel_ws, "test", "e2e-good", "--onto", ONTO, "--tree", TREE, "--json",
+                  "--cmdline", "series.tests=uffd-unit-tests")
+    d = r.json
+    assert r.rc == 0, d
+    assert d["status"] == "pass"
+    assert d["accel"] in ("kvm", "tcg")
+    assert d["kernel_problems"] == []
+    tests = {t["name"]: t for t in d["tests"]}
+    for name in ("move", "move-pmd", "move-pmd-split"):
+        t = tests[f"uffd-unit-tests/{name}/anon"]
+        assert t["status"] == "pass", t
+        assert t["duration_s"] is not None
+
+
+def test_panic_is_reported(kernel_ws: Path, good_build: dict) -> None:
+    r = series_in(kernel_ws, "test", "e2e-good", "--onto", ONTO, "--tree", TREE, "--json",
+                  "--cmdline", "series_test_panic", "--boot-timeout", "120")
+    assert r.rc == 2, r.err
+    d = r.json
+    kinds = {p["kind"]: p for p in d["kernel_problems"]}
+    assert "panic" in kinds, d["kernel_problems"]
+    assert "series test panic" in kinds["panic"]["excerpt"]
+    assert "timeout" not in kinds
+    assert any(t["status"] == "fail" for t in d["tests"])
+
+
+def test_hang_is_cut_at_its_limit(kernel_ws: Path, good_build: dict) -> None:
+    r = series_in(kernel_ws, "test", "e2e-good", "--onto", ONTO, "--tree", TREE, "--json",
+                  "--cmdline", "series.hang=1", "--boot-timeout", "25")
+    assert r.rc == 2, r.err
+    d = r.json
+    kinds = [p["kind"] for p in d["kernel_problems"]]
+    assert "timeout" in kinds, d
+    assert "panic" not in kinds
