@@ -1,0 +1,117 @@
+"""series mail STACK vN -o DIR [--to ADDR]... [--cc ADDR]... [--send --smtp HOST:PORT]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..context import Context
+from ..errors import UserError
+from ..mail import send as mailsend
+from ..mail.format import MailSet, check_header_value, refuse_incomplete
+from ..mail.pipeline import prepare_mails
+from ..stacks.model import parse_version
+from ..stacks.store import load_stack
+from ..trees import load_tree
+from ..workspace import Workspace
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mail", help="write lore-ready mails for a revision (one file per message + an mbox), "
+                                    "validated; send them only with --send",
+                       description="Generate the mails of revision vN: cover 0/m and patches n/m, threaded to the "
+                                   "cover, To/Cc from get_maintainer.pl (or --to/--cc), per-patch changelogs below "
+                                   "---, base-commit/change-id in the cover. Before anything is written: b4 parses "
+                                   "them back as one complete series, and git am of them onto the base gives the "
+                                   "same tree as the stack.")
+    p.add_argument("stack")
+    p.add_argument("revision", help="vN")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="directory to write (must be absent or empty, unless --force)")
+    p.add_argument("--to", action="append", metavar="ADDR", help="To: (repeatable; replaces get_maintainer's maintainers)")
+    p.add_argument("--cc", action="append", metavar="ADDR", help="Cc: (repeatable; replaces get_maintainer's lists/reviewers)")
+    p.add_argument("--from", dest="sender", metavar="ADDR", help="From: (default: [mail] from, the manifest's sender, or $GIT_AUTHOR_NAME/EMAIL)")
+    p.add_argument("--tree", help="kernel tree (default: [ci] tree or the only one)")
+    p.add_argument("--base", help="base ref (default: the revision's base, or [ci] onto for the CI stack)")
+    p.add_argument("--template", type=Path, help="cover template (jinja2)")
+    p.add_argument("--no-get-maintainer", action="store_true", help="do not run get_maintainer.pl")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--send", action="store_true", help="after writing, send with git send-email (dry run first)")
+    p.add_argument("--smtp", metavar="HOST:PORT", help="SMTP server for --send (default: [mail] smtp)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _base_ref(ws: Workspace, stack: str, rev_base: str | None, arg: str | None) -> str:
+    if arg:
+        return arg
+    if rev_base:
+        return rev_base
+    ci = ws.config.get("ci", {})
+    if ci.get("stack") == stack and ci.get("onto"):
+        return str(ci["onto"])
+    raise UserError(f"{stack}: the revision records no base; pass --base REF")
+
+
+def _write_atomically(out: Path, ms: MailSet, force: bool) -> list[Path]:
+    out = out.resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UserError(f"{out} exists and is not empty (use --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for m in ms.mails:
+            (tmp / m.filename).write_bytes(m.as_bytes())
+        (tmp / "series.mbox").write_bytes(ms.mbox_bytes())
+        (tmp / "series.json").write_text(json.dumps(ms.to_json(), indent=2) + "\n")
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / m.filename for m in ms.mails]
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    ws = ctx.ws
+    for v in (args.to or []) + (args.cc or []) + ([args.sender] if args.sender else []):
+        check_header_value("address", v)
+    st = load_stack(ws, args.stack)
+    rev = st.revision(parse_version(args.revision))
+    refuse_incomplete(st, rev)
+    smtp = mailsend.smtp_server(ws, args.smtp) if args.send else None
+    tree = load_tree(ws, args.tree)
+    ms, applied, base = prepare_mails(ws, st, rev, tree, _base_ref(ws, st.name, rev.base, args.base),
+                                      to=args.to, cc=args.cc, sender=args.sender, template=args.template,
+                                      use_get_maintainer=not args.no_get_maintainer, say=ctx.info)
+    files = _write_atomically(args.output, ms, args.force)
+    data = ms.to_json()
+    data.update({"output": str(args.output.resolve()), "mbox": str(args.output.resolve() / "series.mbox"),
+                 "validation": {"headers": "pass", "b4": "pass", "git_am": "pass", "tree": applied.tree},
+                 "sent": None})
+    lines = [f"{st.name} v{rev.version}: {len(ms.mails)} mails in {args.output} (+ series.mbox), "
+             f"base-commit {base[:12]}, change-id {ms.change_id}"]
+    lines += [f"  {m.filename}  {m.subject}" for m in ms.mails]
+    lines.append(f"  To: {', '.join(ms.to) or '(none)'}")
+    lines.append(f"  Cc: {', '.join(ms.cc) or '(none)'}  [recipients from {ms.recipients_from}]")
+    lines += [f"  note: {n}" for n in ms.notes]
+    lines.append("  validated: headers, b4 parse (complete, in order), git am round trip (same tree)")
+    if args.send:
+        assert smtp is not None
+        sender = ms.mails[0].header("From") or ""
+        ctx.info(f"sending through {smtp[0]}:{smtp[1]} (dry run first)")
+        res = mailsend.send_files(files, smtp[0], smtp[1], sender, cwd=args.output.resolve())
+        data["sent"] = {"server": res.server, "count": len(files)}
+        lines.append(f"  sent {len(files)} mails through {res.server}")
+    else:
+        lines.append("  not sent (use --send --smtp HOST:PORT)")
+    ctx.emit(data, "\n".join(lines))
+    return 0

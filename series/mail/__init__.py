@@ -1,0 +1,1 @@
+"""What goes to the list: changelogs, cover letters, lore-ready mails, validation, sending."""
