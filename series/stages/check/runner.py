@@ -257,6 +257,17 @@ def run_check(ws: Workspace, stack: Stack, rev: Revision, *, tree_name: str | No
     }
 
 
+def _hygiene_item(index: int | None, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One item per patch (index None: the series as a whole), with its worst status."""
+    status = worst([c["status"] for c in checks if c["status"] != "skip"] or ["pass"])
+    bad = [f"{c['check']}: {c['message']}" for c in checks if c["status"] in ("warn", "fail")]
+    item: dict[str, Any] = {"index": index, "status": status, "summary": "; ".join(bad) or "ok", "hygiene": checks}
+    if index is None:
+        del item["index"]
+        item["name"] = "series (cover, numbering)"
+    return item
+
+
 def stage_results(report: dict[str, Any]) -> list[StageResult]:
     """The report as two StageResults (checkpatch, hygiene) for results.json consumers."""
     pt = report["patches"]
@@ -269,7 +280,9 @@ def stage_results(report: dict[str, Any]) -> list[StageResult]:
                              duration_s=report["checkpatch"]["wall_s"],
                              summary=f"{counts['errors']} errors, {counts['warnings']} warnings, "
                                      f"{counts['checks']} checks in {len(cps)} patches",
-                             items=[{"index": p["index"], "status": p["checkpatch"]["status"],
+                             items=[{"index": p["index"], "subject": p["subject"], "status": p["checkpatch"]["status"],
+                                     "summary": "{errors} errors, {warnings} warnings, {checks} checks".format(**p["checkpatch"]),
+                                     "findings": p["checkpatch"]["findings"],
                                      **{k: p["checkpatch"][k] for k in ("errors", "warnings", "checks")}} for p in pt],
                              counts=counts, extra={"command": report["command"], "flags": report["flags"]})
     hitems = [i for p in pt for i in p["hygiene"]] + report["hygiene"]
@@ -278,7 +291,7 @@ def stage_results(report: dict[str, Any]) -> list[StageResult]:
     warns = sum(1 for i in hitems if i["status"] == "warn")
     hstage = StageResult(name="hygiene", status=hstatus,  # type: ignore[arg-type]
                          summary=f"{fails} failed, {warns} warned of {len(hitems)} checks",
-                         items=[{"index": p["index"], "hygiene": p["hygiene"]} for p in pt] +
-                               [{"index": None, "hygiene": report["hygiene"]}],
+                         items=[_hygiene_item(p["index"], p["hygiene"]) for p in pt] +
+                               [_hygiene_item(None, report["hygiene"])],
                          counts={"fail": fails, "warn": warns, "total": len(hitems)})
     return [cstage, hstage]

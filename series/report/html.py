@@ -1,0 +1,44 @@
+"""The HTML dashboard of a run (jinja2, autoescaped: subjects and logs are untrusted text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+
+def to_html(results: dict[str, Any]) -> str:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("series", "templates"),
+                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
+    patch_stages = [st for st in results.get("stages", []) if any("index" in i for i in st.get("items", []))]
+
+    def cell(st: dict[str, Any], index: int) -> dict[str, Any] | None:
+        return next((i for i in st.get("items", []) if i.get("index") == index), None)
+
+    return env.get_template("dashboard.html.j2").render(r=_Obj(results), patch_stages=[_Obj(s) for s in patch_stages],
+                                                        cell=lambda st, i: _maybe(cell(st._d, i)))
+
+
+class _Obj:
+    """Attribute access over dicts for the template (missing keys are None)."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self._d = d
+
+    def __getattr__(self, k: str) -> Any:
+        v = self._d.get(k)
+        if isinstance(v, dict):
+            return _Obj(v)
+        if isinstance(v, list):
+            return [_Obj(x) if isinstance(x, dict) else x for x in v]
+        return v
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._d)
+
+    def __bool__(self) -> bool:
+        return bool(self._d)
+
+
+def _maybe(d: dict[str, Any] | None) -> _Obj | None:
+    return _Obj(d) if d is not None else None

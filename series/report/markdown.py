@@ -1,0 +1,21 @@
+"""A Markdown summary of a run (for a PR comment or a mail to the author)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP", "error": "ERROR"}
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    out = [f"# series CI: {results.get('stack')} v{results.get('revision')} — {ICON.get(results.get('status', ''), results.get('status'))}",
+           "", f"- tree: `{results.get('tree')}` onto `{results.get('onto')}` (`{(results.get('base_commit') or '')[:12]}`)",
+           f"- reproduce: `{results.get('reproduce', '')}`", ""]
+    if results.get("missing"):
+        out.append(f"- **missing patches** (not imported): {', '.join(map(str, results['missing']))}")
+        out.append("")
+    out += ["| stage | status | time | summary |", "|---|---|---|---|"]
+    for st in results.get("stages", []):
+        out.append(f"| {st['name']} | {ICON.get(st['status'], st['status'])} | {st.get('duration_s', 0):.1f}s | "
+                   f"{str(st.get('summary', '')).replace('|', '/')} |")
+    return "\n".join(out) + "\n"
