@@ -27,7 +27,7 @@ from .report.patchwork import to_checks
 from .stacks.model import Revision, Stack
 from .stages.apply import ApplyResult, apply_revision
 from .stages.result import StageResult, Timer, worst
-from .trees import Tree, ensure_debian_tree, list_trees, load_tree
+from .trees import Tree, ensure_debian_tree, list_trees, load_tree, resolve_ref
 from .workspace import Workspace
 
 Say = Callable[[str], None]
@@ -136,15 +136,20 @@ def _guard(name: str, fn: Callable[[], StageResult]) -> StageResult:
 
 
 def run_ci(ws: Workspace, st: Stack, rev: Revision, opts: CiOptions, say: Say) -> dict[str, Any]:
+    unknown = [s for s in opts.stages if s not in ALL_STAGES]
+    if unknown:
+        raise UserError(f"unknown stage(s) {', '.join(unknown)} (known: {', '.join(ALL_STAGES)})")
+    if not opts.stages:
+        raise UserError(f"no stage selected (known: {', '.join(ALL_STAGES)})")
     onto = opts.onto or rev.base or ws.config.get("ci", {}).get("onto")
     if not onto:
         raise UserError("no base: give --onto REF (or set [ci] onto in series.toml)")
     if not rev.imported:
         raise UserError(f"{st.name} v{rev.version} is not imported (series fetch {st.name} --revision {rev.version})")
-    unknown = [s for s in opts.stages if s not in ALL_STAGES]
-    if unknown:
-        raise UserError(f"unknown stage(s) {', '.join(unknown)} (known: {', '.join(ALL_STAGES)})")
+    if opts.out is not None and opts.out.exists() and not opts.out.is_dir():
+        raise UserError(f"{opts.out} exists and is not a directory")
     tree = ensure_tree(ws, opts.tree, onto, say)
+    resolve_ref(tree, onto)  # a bad base is the user's mistake: refuse before any run directory
     run = Run(ws, st, rev, opts, tree, onto)
     say(f"run directory: {run.dir}")
     want = set(opts.stages)

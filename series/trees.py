@@ -85,10 +85,15 @@ def _load_registry(ws: Workspace) -> dict[str, dict[str, str]]:
     if not p.is_file():
         return {}
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{p}: malformed TOML: {e}") from None
-    return {k: dict(v) for k, v in data.get("trees", {}).items() if isinstance(v, dict)}
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{p}: cannot read the tree registry: {e}") from None
+    trees = data.get("trees", {})
+    if not isinstance(trees, dict):
+        raise UserError(f"{p}: [trees] must be a table")
+    return {k: dict(v) for k, v in trees.items() if isinstance(v, dict) and isinstance(v.get("path"), str)}
 
 
 def _save_registry(ws: Workspace, reg: dict[str, dict[str, str]]) -> None:

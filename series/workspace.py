@@ -78,7 +78,17 @@ def find_workspace(explicit: str | None = None, *, create: bool = False) -> Work
         if root is None:
             raise UserError("not inside a series workspace (no series.toml here or above); use --workspace DIR")
     try:
-        config = tomllib.loads((root / "series.toml").read_text())
+        config = tomllib.loads((root / "series.toml").read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{root / 'series.toml'}: {e}") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{root / 'series.toml'}: cannot read it as UTF-8 text: {e}") from None
+    for section, value in config.items():
+        if section in ("workspace", "lore", "ci", "mail") and not isinstance(value, dict):
+            raise UserError(f"{root / 'series.toml'}: [{section}] must be a table, not {value!r}")
+    for section, keys in (("ci", ("stack", "tree", "onto")), ("lore", ("url", "mirror")), ("mail", ("from", "smtp", "domain", "signature"))):
+        for key in keys:
+            value = config.get(section, {}).get(key)
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"{root / 'series.toml'}: [{section}] {key} must be a string, not {value!r}")
     return Workspace(root=root, cache=default_cache(), config=config)

@@ -218,6 +218,65 @@ def test_bad_input_one_line(mini, args: list[str], needle: str) -> None:  # noqa
     assert needle in r.err and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
 
 
+def _slow_patch(tmp_path: Path) -> tuple[Path, Path]:
+    """A `patch` first in PATH that says it started (a flag file), then waits, then
+    runs the real GNU patch: the interrupt lands while a patch is being applied."""
+    import shutil
+    real = shutil.which("patch")
+    assert real, "GNU patch is needed"
+    bindir = tmp_path / "slowbin"
+    bindir.mkdir()
+    flag = tmp_path / "patch-started"
+    shim = bindir / "patch"
+    shim.write_text(f"#!/bin/sh\ntouch '{flag}'\nsleep 30\nexec '{real}' \"$@\"\n")
+    shim.chmod(0o755)
+    return bindir, flag
+
+
+@pytest.mark.parametrize("command", ["apply", "rebase"])
+def test_sigint_midway_leaves_user_repo_and_store_intact(mini, tmp_path: Path, command: str) -> None:  # noqa: ANN001
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while a
+    patch is being applied: exit 130 with one line, the user's refs and worktree
+    unchanged, the store still readable, nothing recorded, and the next run works."""
+    import os
+    import signal
+    import sys
+    import time
+    ws, user, tree = mini
+    (user / "wip.c").write_text("uncommitted work of the user\n")   # a dirty user worktree
+    before = repo_state(user)
+    bindir, flag = _slow_patch(tmp_path)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    args = ["apply", "mini", "--onto", "main"] if command == "apply" else ["rebase", "mini", "up"]
+    proc = subprocess.Popen([sys.executable, "-m", "series", *args, "--tree", tree], cwd=ws, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "patch never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "series: interrupted"
+    assert repo_state(user) == before
+    show = run_series("show", "mini", "--json", cwd=ws)
+    assert show.rc == 0, show.err
+    assert [r["version"] for r in show.json["revisions"]] == [1]   # nothing half-recorded
+    assert not (ws / "patches" / "mini" / "v2").exists()
+    assert not [p for p in (ws / "patches" / "mini").iterdir() if p.name.startswith(".")]
+    # the next run recovers the worktree the interrupted one left
+    again = run_series(*args, "--tree", tree, "--json", cwd=ws)
+    assert again.rc == 0, again.err + again.out
+    assert again.json["status"] == "applied"
+    assert repo_state(user) == before
+
+
 # -- integration: the real uffd-move mails on the real Debian trees ---------------------
 def _counts(j: dict) -> list[tuple]:
     return [(p["index"], p["status"], tuple((f["path"], f["hunks"], f["clean"], f["fuzz"], f["rejected"])

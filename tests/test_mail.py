@@ -247,8 +247,17 @@ def test_output_dir_must_be_empty(mini: dict, tmp_path: Path) -> None:
     r = _mail(mini, out)
     assert r.rc == 1 and "not empty" in r.err
     assert (out / "keep").read_text() == "mine"
+    # --force replaces an earlier output of ours, never a directory holding the user's files
     r = _mail(mini, out, "--force")
-    assert r.rc == 0 and not (out / "keep").exists() and (out / "series.mbox").is_file()
+    assert r.rc == 1 and "not replacing it" in r.err
+    assert (out / "keep").read_text() == "mine"
+    ours = tmp_path / "ours"
+    r = _mail(mini, ours)
+    assert r.rc == 0, r.err
+    (ours / "0001-stale.patch").write_text("from an older run\n")
+    r = _mail(mini, ours, "--force")
+    assert r.rc == 0, r.err
+    assert not (ours / "0001-stale.patch").exists() and (ours / "series.mbox").is_file()
 
 
 def test_incomplete_revision_refused(mini: dict, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..context import Context
+from ..errors import UserError
 from ..fsutil import exclusive_lock
 from ..stacks.model import parse_version
 from ..stacks.store import load_stack
@@ -26,10 +27,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ws = ctx.ws
     stack = load_stack(ws, args.stack)
     rev = stack.revision(parse_version(args.revision) if args.revision else None)
+    if not rev.imported_patches():
+        raise UserError(f"{stack.name} v{rev.version} has no imported patch: series fetch {stack.name} "
+                        f"--revision {rev.version} (or series import)")
     tree = load_tree(ws, args.tree)
     onto = args.onto or ws.config.get("ci", {}).get("onto")
     if not onto:
-        from ..errors import UserError
         raise UserError("no base given: use --onto REF")
     resolve_ref(tree, onto)  # bad refs fail before any progress output
     with exclusive_lock(ws.locks / f"{stack.name}.lock", f"stack {stack.name}"):

@@ -19,11 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("stack", nargs="?", help="default: [ci] stack")
     p.add_argument("revision", nargs="?", help="vN (default: the latest)")
     p.add_argument("--onto", metavar="REF", help="base (default: the revision's base, else [ci] onto)")
-    p.add_argument("--tree", metavar="NAME")
+    p.add_argument("--tree", metavar="NAME", help="kernel tree (default: [ci] tree; a Debian one is made on first use)")
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="run directory (default: $SERIES_CACHE/runs/...)")
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of apply,checkpatch,hygiene,build,test,mail")
     p.add_argument("--top-only", action="store_true", help="build only the top of the revision, not each patch")
-    p.add_argument("--boot-timeout", type=float, default=600.0, metavar="S")
+    p.add_argument("--boot-timeout", type=float, default=600.0, metavar="S", help="whole-boot limit in seconds (default 600)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Pair patches of two revisions by content, like git range-diff; text is a range-diff, "
                                    "--json gives the pairs (same/changed/added/removed/missing, similarity).")
     p.add_argument("stack")
-    p.add_argument("old", metavar="vA")
-    p.add_argument("new", metavar="vB")
+    p.add_argument("old", metavar="vA", help="the older revision (vN or N)")
+    p.add_argument("new", metavar="vB", help="the newer revision (vN or N)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(address: [lore] url in series.toml or $SERIES_LORE_URL), or from a mirror laid "
                                    "out as DIR/<stack>/v<N>.mbox.")
     p.add_argument("stack")
-    p.add_argument("--revision", metavar="N")
+    p.add_argument("--revision", metavar="N", help="only this revision (default: every revision the manifest lists)")
     p.add_argument("--mirror", metavar="DIR", help="local mirror (e.g. ../shared/lore) instead of lore")
     p.add_argument("--force", action="store_true", help="replace revisions imported from different mails")
     p.add_argument("--json", action="store_true")

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..context import Context
 from ..errors import UserError
 from ..mail import send as mailsend
-from ..mail.format import MailSet, check_header_value, refuse_incomplete
+from ..mail.format import MailSet, encode_addr, refuse_incomplete, split_addresses
 from ..mail.pipeline import prepare_mails
 from ..stacks.model import parse_version
 from ..stacks.store import load_stack
@@ -56,18 +56,47 @@ def _base_ref(ws: Workspace, stack: str, rev_base: str | None, arg: str | None) 
     raise UserError(f"{stack}: the revision records no base; pass --base REF")
 
 
+def _ours(name: str) -> bool:
+    return name in ("series.mbox", "series.json") or (name.endswith(".patch") and name[:4].isdigit())
+
+
+def check_output(out: Path, force: bool) -> Path:
+    """Where the mails go: absent, an empty directory, or (with --force) an earlier
+    output of ours.  --force never replaces a file or a directory holding anything
+    else: the user's files are not ours to delete."""
+    out = out.expanduser().resolve()
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise UserError(f"{out} exists and is not a directory")
+        names = [c.name for c in out.iterdir()]
+        if names and not force:
+            raise UserError(f"{out} exists and is not empty (use --force to replace an earlier output)")
+        foreign = [n for n in names if not _ours(n)]
+        if names and ("series.json" not in names or foreign):
+            raise UserError(f"{out} holds files that series mail did not write ({', '.join(sorted(foreign)[:3]) or 'no series.json'}); "
+                            "not replacing it, even with --force")
+    else:
+        parent = out.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"cannot make {out}: {parent} is not a directory")
+    return out
+
+
 def _write_atomically(out: Path, ms: MailSet, force: bool) -> list[Path]:
-    out = out.resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UserError(f"{out} exists and is not empty (use --force to replace it)")
+    out = check_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    old: Path | None = None
     try:
         for m in ms.mails:
             (tmp / m.filename).write_bytes(m.as_bytes())
         (tmp / "series.mbox").write_bytes(ms.mbox_bytes())
         (tmp / "series.json").write_text(json.dumps(ms.to_json(), indent=2) + "\n")
-        old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.rename(out, old)
@@ -76,14 +105,22 @@ def _write_atomically(out: Path, ms: MailSet, force: bool) -> list[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not out.exists():
+            os.rename(old, out)  # put the earlier output back
         raise
     return [out / m.filename for m in ms.mails]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     ws = ctx.ws
-    for v in (args.to or []) + (args.cc or []) + ([args.sender] if args.sender else []):
-        check_header_value("address", v)
+    # Every refusal that needs no work comes first (one line, nothing written).
+    args.to = split_addresses(args.to) if args.to is not None else None
+    args.cc = split_addresses(args.cc) if args.cc is not None else None
+    if args.sender:
+        encode_addr(args.sender)
+    check_output(args.output, args.force)
+    if args.template is not None and not args.template.is_file():
+        raise UserError(f"no such template: {args.template}")
     st = load_stack(ws, args.stack)
     rev = st.revision(parse_version(args.revision))
     refuse_incomplete(st, rev)

@@ -13,7 +13,7 @@ from ..stages import rebase as rb
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rebase", help="take a revision onto a new base as the next revision (conflict report on failure)")
-    p.add_argument("stack", nargs="?")
+    p.add_argument("stack", nargs="?", help="the stack's name (with --continue/--abort: optional)")
     p.add_argument("ref", nargs="?", help="the new base: a ref, a sha, or debian/X.Y")
     p.add_argument("--from", dest="from_version", metavar="vN", help="revision to rebase (default: the latest)")
     p.add_argument("--tree", metavar="NAME", help="kernel tree (default: [ci] tree, or the only one)")
@@ -29,6 +29,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.cont or args.abort:
         if args.ref:
             raise UserError("--continue/--abort take at most the stack name")
+        if args.from_version or args.tree:
+            raise UserError("--from/--tree do not go with --continue/--abort (the stopped rebase knows them)")
         st = args.stack or rb.find_state(ws, None)["stack"]
         with exclusive_lock(ws.locks / f"{st}.lock", f"stack {st}"):
             if args.abort:

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tree", help="kernel trees: adopt a checkout or make one from Debian's linux-source")
     tsub = p.add_subparsers(dest="tree_cmd", metavar="SUBCOMMAND")
     a = tsub.add_parser("add", help="register a kernel tree")
-    a.add_argument("name")
+    a.add_argument("name", help="the tree's name (letters, digits, '.', '_', '-'), used with --tree NAME")
     src = a.add_mutually_exclusive_group(required=True)
     src.add_argument("--path", metavar="DIR", help="an existing kernel checkout (used read-only)")
     src.add_argument("--debian", metavar="X.Y", help="import /usr/src/linux-source-X.Y.tar.xz (apt package linux-source-X.Y)")

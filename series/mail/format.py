@@ -107,10 +107,42 @@ def fold(name: str, value: str) -> str:
     return value
 
 
+_ADDR_SPEC_RE = re.compile(r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+$")
+
+
+def _parse_addresses(value: str) -> list[tuple[str, str]]:
+    """Every (name, addr-spec) in `value`, strictly: the email module glues or drops
+    what it cannot parse ('a@b.c Bcc: x@y' -> 'a@b.cBcc'), so each addr-spec must be
+    well formed and appear as such in the value."""
+    check_header_value("address", value)
+    pairs = email.utils.getaddresses([value])
+    if not pairs:
+        raise UserError(f"not an e-mail address: {value!r}")
+    for _, mail in pairs:
+        if not _ADDR_SPEC_RE.match(mail) or mail not in value:
+            raise UserError(f"not an e-mail address: {value!r}")
+    return pairs
+
+
+def _format_addr(name: str, mail: str) -> str:
+    if not name:
+        return mail
+    if re.search(r'[,;:"()<>@\[\]\\.]', name):
+        return f'"{email.utils.quote(name)}" <{mail}>'
+    return f"{name} <{mail}>"
+
+
+def split_addresses(values: list[str]) -> list[str]:
+    """--to/--cc values: each may hold several comma-separated addresses (as git
+    send-email accepts them); every one must be an address.  Nothing is dropped."""
+    return [_format_addr(n, m) for v in values for n, m in _parse_addresses(v)]
+
+
 def encode_addr(addr: str) -> str:
-    name, mail = email.utils.parseaddr(addr)
-    if not mail or "@" not in mail:
-        raise UserError(f"not an e-mail address: {addr!r}")
+    pairs = _parse_addresses(addr)
+    if len(pairs) != 1:
+        raise UserError(f"one address expected, not {len(pairs)}: {addr!r}")
+    name, mail = pairs[0]
     if name and not name.isascii():
         name = Header(name, "utf-8").encode()
     return email.utils.formataddr((name, mail)) if name else mail
@@ -292,9 +324,9 @@ def recipients(ws: Workspace, stack: Stack, rev: Revision, opts: MailOptions) ->
             m_cc = [str(x) for x in stack.extra.get("cc", [])] + [str(x) for x in stack.extra.get("lists", [])]
             to, cc, source = m_to, m_cc, "manifest" if (m_to or m_cc) else "none"
     if opts.to is not None:
-        to = opts.to
+        to = split_addresses(opts.to)
     if opts.cc is not None:
-        cc = opts.cc
+        cc = split_addresses(opts.cc)
     if opts.to is not None and opts.cc is not None:
         source = "options"
     to_l = _dedup([encode_addr(a) for a in (to or [])])

@@ -65,6 +65,10 @@ def fetch_stack(ws: Workspace, name: str, *, revision: int | None = None, mirror
     revs = [stack.revision(revision)] if revision is not None else stack.revisions
     if mirror is not None and not mirror.is_dir():
         raise UserError(f"mirror {mirror} is not a directory")
+    if mirror is not None and revs and not any(
+            (mirror / name / f"v{r.version}.{ext}").exists() for r in revs for ext in ("mbox", "mbox.gz", "mboxrd")):
+        # Nothing to import at all: a wrong --mirror must not look like a successful fetch.
+        raise UserError(f"mirror {mirror} has no revision of {name} (looked for {mirror / name}/v<N>.mbox)")
     outcomes: list[FetchOutcome] = []
     for rev in revs:
         select = (rev.first_index, rev.first_index + rev.expected - 1) if rev.first_index != 1 or (
@@ -73,6 +77,8 @@ def fetch_stack(ws: Workspace, name: str, *, revision: int | None = None, mirror
             cands = [mirror / name / f"v{rev.version}.{ext}" for ext in ("mbox", "mbox.gz", "mboxrd")]
             src = next((c for c in cands if c.exists()), None)
             if src is None:
+                if revision is not None or len(revs) == 1:
+                    raise UserError(f"v{rev.version} of {name} is not in the mirror (no {cands[0]})")
                 outcomes.append(FetchOutcome(rev.version, str(mirror / name), skipped=f"not in the mirror ({cands[0]})"))
                 continue
             rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force)

@@ -173,7 +173,8 @@ def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | 
     by_rev, covers, ignored = classify(mails)
     ignored["unparseable"] = bad
     if not by_rev:
-        raise UserError(f"{path}: no patch found in {len(mails)} message(s)")
+        bad_note = f", {bad} unreadable" if bad else ""
+        raise UserError(f"{path}: no patch found in {len(mails) + bad} message(s){bad_note}")
     explicit = {r for r, ms in by_rev.items() if any(not m.lmsg.revision_inferred for m in ms)}
     if revision is not None:
         if revision in by_rev:
@@ -224,6 +225,12 @@ def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | 
 
 
 # ---------------------------------------------------------------- writing
+def _printable(path: Path) -> str:
+    """A path as text for a record: bytes that are not UTF-8 (os.fsdecode's
+    surrogates) cannot be written as UTF-8, so they become U+FFFD."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _record(pr: ParsedRevision, source: Path, existing: dict[int, dict[str, Any]]) -> dict[str, Any]:
     patches = {i: p for i, p in existing.items()}
     for p in pr.patches.values():
@@ -236,7 +243,7 @@ def _record(pr: ParsedRevision, source: Path, existing: dict[int, dict[str, Any]
         meta["cover_message_id"] = pr.cover.lmsg.msgid
         meta["cover_subject"] = pr.cover.lmsg.full_subject
         meta["title"] = pr.title
-    return {"source": str(source), "revision": meta, "patches": [patches[i] for i in sorted(patches)]}
+    return {"source": _printable(source), "revision": meta, "patches": [patches[i] for i in sorted(patches)]}
 
 
 def read_posted(path: Path) -> dict[str, bytes]:

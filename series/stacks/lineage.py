@@ -73,7 +73,7 @@ def _message_body(message: str) -> str:
 def parse_patch(p: PatchInfo) -> Parsed:
     assert p.file is not None
     raw = Path(p.file).read_bytes()
-    _, message, diff = mailinfo(raw)
+    _, message, diff = mailinfo(raw, str(p.file))
     return Parsed(info=p, message=message, diff_lines=normalise_diff(diff), text=diff)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -59,6 +60,11 @@ def load_mails(path: Path) -> tuple[list[Mail], int]:
     for raw in read_raw_messages(path):
         try:
             msg = _parse(raw)
+            if msg.get("Message-ID") is None and msg.get("Subject"):
+                # Plain `git format-patch` output has no Message-ID: give it a stable
+                # one (from the content), so that importing it twice changes nothing.
+                raw = _with_message_id(raw)
+                msg = _parse(raw)
             lmsg = b4.LoreMessage(msg)
         except (ValueError, UnicodeError, LookupError):
             bad += 1
@@ -67,9 +73,22 @@ def load_mails(path: Path) -> tuple[list[Mail], int]:
     return mails, bad
 
 
-def mailinfo(raw: bytes) -> tuple[dict[str, str], str, str]:
-    """git mailinfo through b4: (info, commit message, patch).  Honours the in-body From."""
-    info, m, p = b4.get_mailinfo(raw, scissors=False)
+def _with_message_id(raw: bytes) -> bytes:
+    digest = hashlib.sha1(raw).hexdigest()[:24]
+    header = f"Message-ID: <{digest}@series.local.invalid>\n".encode()
+    if raw.startswith(b"From "):  # keep an mbox From_ line first
+        first, _, rest = raw.partition(b"\n")
+        return first + b"\n" + header + rest
+    return header + raw
+
+
+def mailinfo(raw: bytes, what: str = "a mail") -> tuple[dict[str, str], str, str]:
+    """git mailinfo through b4: (info, commit message, patch).  Honours the in-body From.
+    A mail git cannot read is the user's input: UserError naming `what`."""
+    try:
+        info, m, p = b4.get_mailinfo(raw, scissors=False)
+    except ValueError:
+        raise UserError(f"{what}: git mailinfo cannot read it (not a mail with a patch?)") from None
     return info, m.decode("utf-8", "replace"), p.decode("utf-8", "replace")
 
 

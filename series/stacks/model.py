@@ -36,6 +36,8 @@ class PatchInfo:
 
     @classmethod
     def from_toml(cls, d: dict[str, Any]) -> "PatchInfo":
+        if not isinstance(d, dict):
+            raise TypeError(f"a patch entry must be a table, not {d!r}")
         return cls(index=int(d["index"]), subject=str(d.get("subject", "")), author=str(d.get("author", "")),
                    message_id=str(d.get("message_id", "")), date=str(d.get("date", "")), notes=str(d.get("notes", "")))
 
@@ -99,15 +101,26 @@ class Revision:
 
     @classmethod
     def from_toml(cls, d: dict[str, Any]) -> "Revision":
-        patches = [PatchInfo.from_toml(p) for p in d.get("patches", [])]
+        if not isinstance(d, dict):
+            raise TypeError(f"a revision entry must be a table, not {d!r}")
+        patches = [PatchInfo.from_toml(p) for p in _list(d, "patches")]
         expected = int(d.get("expected", len(patches)))
+        version = int(d["version"])
+        if version < 1:
+            raise ValueError(f"version must be 1 or more, not {version}")
+        if expected < 0 or int(d.get("first_index", 1)) < 1:
+            raise ValueError(f"v{version}: expected must be >= 0 and first_index >= 1")
+        if isinstance(d.get("base"), (int, float, bool, list, dict)):
+            raise TypeError(f"v{version}: base must be a string (a commit)")
+        if not isinstance(d.get("merged", {}), dict):
+            raise TypeError(f"v{version}: merged must be a table")
         return cls(
-            version=int(d["version"]), prefixes=list(d.get("prefixes", [])), date=str(d.get("date", "")),
+            version=version, prefixes=[str(x) for x in _list(d, "prefixes")], date=str(d.get("date", "")),
             title=str(d.get("title", "")), cover_subject=str(d.get("cover_subject", "")),
             cover_message_id=str(d.get("cover_message_id", "")), expected=expected,
             first_index=int(d.get("first_index", 1)), posted_total=int(d.get("posted_total", expected)),
             base=d.get("base") or None, base_note=str(d.get("base_note", "")), lore=str(d.get("lore", "")),
-            changelog=list(d.get("changelog", [])), merged=dict(d.get("merged", {})), patches=patches,
+            changelog=[str(x) for x in _list(d, "changelog")], merged=dict(d.get("merged", {})), patches=patches,
         )
 
     def to_toml(self) -> dict[str, Any]:
@@ -195,8 +208,20 @@ def parse_version(text: str) -> int:
     return int(t)
 
 
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    """A list-valued key (a string is not a list of characters)."""
+    v = d.get(key, [])
+    if not isinstance(v, list):
+        raise TypeError(f"{key} must be a list, not {v!r}")
+    return v
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: malformed TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None

@@ -30,8 +30,16 @@ def load_stack(ws: Workspace, name: str) -> Stack:
     data = load_toml(path)
     try:
         revs = [Revision.from_toml(r) for r in data.get("revisions", [])]
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: malformed revision entry: {e}") from None
+    seen: set[int] = set()
+    for r in revs:
+        if r.version in seen:
+            raise UserError(f"{path}: revision v{r.version} is listed twice")
+        seen.add(r.version)
+    for key in ("title", "derived_from", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise UserError(f"{path}: {key} must be a string, not {data[key]!r}")
     extra = {k: v for k, v in data.items()
              if k not in {"name", "title", "derived_from", "upstream", "description", "revisions"}}
     stack = Stack(name=name, dir=d, title=str(data.get("title", "")), derived_from=data.get("derived_from") or None,
@@ -44,7 +52,11 @@ def load_stack(ws: Workspace, name: str) -> Stack:
         if sub.is_dir() and sub.name[1:].isdigit() and int(sub.name[1:]) not in listed and (sub / IMPORT_FILE).is_file():
             stack.revisions.append(Revision(version=int(sub.name[1:])))
     for rev in stack.revisions:
-        attach_import(stack, rev)
+        rec_path = stack.rev_dir(rev.version) / IMPORT_FILE
+        try:
+            attach_import(stack, rev)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise UserError(f"{rec_path}: malformed import record: {e}") from None
     stack.revisions.sort(key=lambda r: r.version)
     return stack
 
@@ -56,31 +68,39 @@ def attach_import(stack: Stack, rev: Revision) -> None:
     if not rec_path.is_file():
         return
     rec = load_toml(rec_path)
+    meta = rec.get("revision", {})
+    if not isinstance(meta, dict) or not isinstance(rec.get("patches", []), list):
+        raise TypeError("[revision] must be a table and [[patches]] a list of tables")
     rev.imported = True
     rev.import_record = rec
-    meta = rec.get("revision", {})
     # Fill what the manifest does not say (a stack created by import, or a rebase).
     for key in ("date", "title", "cover_subject", "cover_message_id", "base", "lore"):
         if not getattr(rev, key) and meta.get(key):
             setattr(rev, key, meta[key])
-    if not rev.prefixes and meta.get("prefixes"):
+    if not rev.prefixes and isinstance(meta.get("prefixes"), list):
         rev.prefixes = list(meta["prefixes"])
-    if not rev.changelog and meta.get("changelog"):
+    if not rev.changelog and isinstance(meta.get("changelog"), list):
         rev.changelog = list(meta["changelog"])
     if not rev.expected:
         rev.expected = int(meta.get("expected", 0))
         rev.first_index = int(meta.get("first_index", 1))
         rev.posted_total = int(meta.get("posted_total", rev.expected))
     cover = rdir / "cover.txt"
-    rev.cover_text = cover.read_text() if cover.is_file() else None
+    rev.cover_text = cover.read_text(errors="replace") if cover.is_file() else None
     for p in rec.get("patches", []):
+        if not isinstance(p, dict):
+            raise TypeError(f"a patch entry must be a table, not {p!r}")
         idx = int(p["index"])
+        name = str(p["file"])
+        if not name or Path(name).name != name or name in (".", ".."):
+            # The record names a file of this revision's directory, nothing else.
+            raise ValueError(f"patch {idx}: file {name!r} is not a file name in {rdir}")
         info = rev.patch(idx)
         if info is None:
             info = PatchInfo(index=idx, subject=p.get("subject", ""), author=p.get("author", ""),
                              message_id=p.get("message_id", ""), date=p.get("date", ""))
             rev.patches.append(info)
-        f = rdir / p["file"]
+        f = rdir / name
         if f.is_file():
             info.file = f
             info.imported = True

@@ -62,20 +62,30 @@ def state_path(ws: Workspace, stack: str) -> Path:
     return ws.cache / "rebase" / stack / STATE_FILE
 
 
+def _read_state(p: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"the rebase state {p} is unreadable ({e}); remove it to start again") from None
+    if not isinstance(state, dict) or not {"stack", "worktree", "tree"} <= set(state):
+        raise UserError(f"the rebase state {p} is not one of ours; remove it to start again")
+    return state
+
+
 def find_state(ws: Workspace, stack: str | None) -> dict[str, Any]:
     if stack:
         p = state_path(ws, stack)
         if not p.is_file():
             raise UserError(f"no rebase of {stack} in progress")
-        return json.loads(p.read_text())
+        return _read_state(p)
     found = sorted((ws.cache / "rebase").glob(f"*/{STATE_FILE}")) if (ws.cache / "rebase").is_dir() else []
-    found = [f for f in found if json.loads(f.read_text()).get("workspace") == str(ws.root)]
+    found = [f for f in found if _read_state(f).get("workspace") == str(ws.root)]
     if not found:
         raise UserError("no rebase in progress")
     if len(found) > 1:
         names = ", ".join(f.parent.name for f in found)
         raise UserError(f"several rebases in progress ({names}); name the stack")
-    return json.loads(found[0].read_text())
+    return _read_state(found[0])
 
 
 def _next_version(stack: Stack) -> int:
@@ -89,6 +99,13 @@ def start(ws: Workspace, stack_name: str, onto: str, *, from_version: int | None
     rev = stack.revision(from_version)
     if state_path(ws, stack.name).is_file():
         raise UserError(f"a rebase of {stack.name} is in progress: series rebase --continue or --abort")
+    if not rev.imported_patches():
+        raise UserError(f"{stack.name} v{rev.version} has no imported patch: series fetch {stack.name} "
+                        f"--revision {rev.version} (or series import)")
+    if rev.missing:
+        # Refuse before any work: the rebased revision would silently lack them.
+        raise UserError(f"{stack.name} v{rev.version} is incomplete (patch(es) {', '.join(map(str, rev.missing))} "
+                        f"not imported): a rebased revision would lack them; import them first")
     tree = load_tree(ws, tree_name)
     base = resolve_ref(tree, onto)
     new_v = _next_version(stack)
