@@ -64,7 +64,7 @@ struct uffdio_move {
 #define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
 #endif
 #ifndef UFFD_FEATURE_MOVE
-#define UFFD_FEATURE_MOVE (1 << 10)
+#define UFFD_FEATURE_MOVE (1 << 16)	/* (1 << 10) is UFFD_FEATURE_MINOR_SHMEM */
 #endif
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -74,6 +74,9 @@ struct uffdio_move {
 #endif
 #ifndef UFFD_FEATURE_EVENT_REMOVE
 #define UFFD_FEATURE_EVENT_REMOVE (1 << 3)
+#endif
+#ifndef MADV_FREE
+#define MADV_FREE 8
 #endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -1318,7 +1321,8 @@ static int t_enoent_unmapped(void)
 /*
  * [mp] "the src and dst remap ranges are both valid and fully within a
  * single existing vma": a range that runs past the end of the src vma or of
- * the dst vma -> EINVAL, move == -EINVAL, nothing moved.
+ * the dst vma, by several pages or by exactly one -> EINVAL, move ==
+ * -EINVAL, nothing moved.
  */
 static int t_einval_range_crosses_vma(void)
 {
@@ -1336,6 +1340,10 @@ static int t_einval_range_crosses_vma(void)
 	r = do_move(fd, dst, src + 2 * ps, 4 * ps, 0);	/* src runs 2 pages past its vma */
 	EXPECT_ERR(r, EINVAL);
 	r = do_move(fd, dst, src + 2 * ps, 4 * ps, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
+	EXPECT_ERR(r, EINVAL);
+	r = do_move(fd, dst, src + 3 * ps, 2 * ps, 0);	/* src runs 1 page past its vma */
+	EXPECT_ERR(r, EINVAL);
+	r = do_move(fd, dst, src + 3 * ps, 2 * ps, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
 	EXPECT_ERR(r, EINVAL);
 	r = do_move(fd, dst2 + ps, src, 2 * ps, 0);	/* dst runs 1 page past its vma */
 	EXPECT_ERR(r, EINVAL);
@@ -2090,6 +2098,85 @@ static int t_swap(void)
 	return KSFT_PASS;
 }
 
+/* active swap devices in /proc/swaps (its header line is not counted) */
+static int swap_devices(void)
+{
+	FILE *f = fopen("/proc/swaps", "re");
+	char line[256];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	return n > 0 ? n - 1 : 0;
+}
+
+/* MADV_PAGEOUT n pages at p (up to 5 tries); how many are then swap entries */
+static int page_out(char *p, unsigned long n)
+{
+	int swapped = 0;
+
+	for (int tries = 0; tries < 5 && swapped < (int)n; tries++) {
+		if (madvise(p, n * ps, MADV_PAGEOUT))
+			return -errno;
+		swapped = 0;
+		for (unsigned long i = 0; i < n; i++)
+			swapped += !!(pagemap(p + i * ps) & PM_SWAP);
+	}
+	return swapped;
+}
+
+/*
+ * [mp] move_pages() "only works on non shared anonymous pages because those
+ * can be relocated without generating non linear anon_vmas in the rmap
+ * code": a moved page is re-homed in the reverse map of the dst vma (its
+ * anon_vma and its index follow it), so reclaim, which finds a page's
+ * mappings through the rmap, can unmap it at dst.  MADV_PAGEOUT of the
+ * moved range swaps the pages out like those of an untouched control range,
+ * and they come back intact; src stays a hole.
+ */
+static int t_reclaim_after_move(void)
+{
+	const unsigned long n = 16;
+	char *src, *dst, *ctl;
+	int fd, got, want;
+	struct mres r;
+
+	if (swap_devices() < 1)
+		SKIP("no active swap device in /proc/swaps");
+	fd = uffd_move_fd();
+	src = map_anon(n * ps);
+	dst = map_anon(n * ps);
+	ctl = map_anon(n * ps);
+	UFFD_OR_FAIL(fd);
+	MAP_OR_FAIL(src);
+	MAP_OR_FAIL(dst);
+	MAP_OR_FAIL(ctl);
+	fill(src, n, 81);
+	fill(ctl, n, 82);
+	want = page_out(ctl, n);
+	if (want < 0)
+		SKIP("MADV_PAGEOUT: %s", strerror(-want));
+	if (want == 0)
+		SKIP("MADV_PAGEOUT did not swap out any page of a control range");
+	REG_OR_FAIL(fd, dst, n * ps);
+	r = do_move(fd, dst, src, n * ps, 0);
+	EXPECT_OK(r, n * ps);
+	got = page_out(dst, n);
+	ASSERT(got >= 0, "MADV_PAGEOUT of dst: %s", strerror(-got));
+	ASSERT(got > 0 && 2 * got >= want,
+	       "%d of %lu moved pages could be paged out (control: %d): reclaim cannot find them at dst", got, n, want);
+	for (unsigned long i = 0; i < n; i++) {
+		MISSING(src + i * ps);
+		CHECK_PAT(dst + i * ps, 81, i);
+		CHECK_PAT(ctl + i * ps, 82, i);
+	}
+	diag("%d of %lu moved pages paged out (control %d)", got, n, want);
+	return KSFT_PASS;
+}
+
 /*
  * Moving between vmas whose anon_vmas have different roots (the reason for
  * "mm/rmap: support move to different root anon_vma in
@@ -2448,29 +2535,43 @@ static int t_rss_counters(void)
  * notice the pte was moved": after clearing soft-dirty bits
  * (/proc/self/clear_refs = 4) a moved page is soft-dirty at dst.
  */
-static int t_soft_dirty(void)
+/*
+ * Clear the soft-dirty bits of the whole process (/proc/self/clear_refs = 4)
+ * and check, with a written probe page, that soft-dirty tracking works:
+ * KSFT_PASS, or KSFT_SKIP with the reason.
+ */
+static int clear_soft_dirty(void)
 {
-	int fd = uffd_move_fd();
-	char *src = map_anon(4 * ps), *dst = map_anon(4 * ps), *probe = map_anon(ps);
+	char *probe = map_anon(ps);
 	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	struct mres r;
 
-	UFFD_OR_FAIL(fd);
-	MAP_OR_FAIL(src);
-	MAP_OR_FAIL(dst);
 	MAP_OR_FAIL(probe);
 	if (cr < 0)
 		SKIP("/proc/self/clear_refs: %s", strerror(errno));
-	fill(src, 4, 75);
 	probe[0] = 1;
-	REG_OR_FAIL(fd, dst, 4 * ps);
 	if (write(cr, "4", 1) != 1)
 		SKIP("clear_refs soft-dirty: %s", strerror(errno));
+	close(cr);
 	if (pagemap(probe) & PM_SOFT_DIRTY)
 		SKIP("soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
 	probe[0] = 2;
 	if (!(pagemap(probe) & PM_SOFT_DIRTY))
 		SKIP("soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
+	return KSFT_PASS;
+}
+
+static int t_soft_dirty(void)
+{
+	int fd = uffd_move_fd();
+	char *src = map_anon(4 * ps), *dst = map_anon(4 * ps);
+	struct mres r;
+
+	UFFD_OR_FAIL(fd);
+	MAP_OR_FAIL(src);
+	MAP_OR_FAIL(dst);
+	fill(src, 4, 75);
+	REG_OR_FAIL(fd, dst, 4 * ps);
+	TRY(clear_soft_dirty());
 	ASSERT(!(pagemap(src) & PM_SOFT_DIRTY), "src soft-dirty after clear_refs");
 	r = do_move(fd, dst, src, 4 * ps, 0);
 	EXPECT_OK(r, 4 * ps);
@@ -2479,6 +2580,44 @@ static int t_soft_dirty(void)
 		       (unsigned long long)pagemap(dst + i * ps));
 	for (int i = 0; i < 4; i++)
 		CHECK_PAT(dst + i * ps, 75, i);
+	return KSFT_PASS;
+}
+
+/*
+ * The same for a page whose pte is clean.  On x86 marking a pte dirty also
+ * marks it soft-dirty, so a written (dirty) source page would come out
+ * soft-dirty at dst even without the move's own marking; the move must mark
+ * the pte it installs ("Set soft dirty bit so userspace can notice the pte
+ * was moved", move_present_pte()) whatever the source's dirty bit.
+ * MADV_FREE cleans the ptes of written pages and leaves them mapped (lazily
+ * freed, kept while there is no memory pressure).
+ */
+static int t_soft_dirty_clean_pte(void)
+{
+	int fd = uffd_move_fd();
+	char *src = map_anon(4 * ps), *dst = map_anon(4 * ps);
+	struct mres r;
+
+	UFFD_OR_FAIL(fd);
+	MAP_OR_FAIL(src);
+	MAP_OR_FAIL(dst);
+	fill(src, 4, 76);
+	REG_OR_FAIL(fd, dst, 4 * ps);
+	if (madvise(src, 4 * ps, MADV_FREE))
+		SKIP("MADV_FREE: %s", strerror(errno));
+	TRY(clear_soft_dirty());
+	for (int i = 0; i < 4; i++) {
+		if (!(pagemap(src + i * ps) & PM_PRESENT))
+			SKIP("a MADV_FREE page was reclaimed before the move");
+		ASSERT(!(pagemap(src + i * ps) & PM_SOFT_DIRTY), "src page %d soft-dirty after clear_refs", i);
+	}
+	r = do_move(fd, dst, src, 4 * ps, 0);
+	EXPECT_OK(r, 4 * ps);
+	for (int i = 0; i < 4; i++) {
+		ASSERT(pagemap(dst + i * ps) & PM_SOFT_DIRTY, "moved clean page %d not soft-dirty: %#llx", i,
+		       (unsigned long long)pagemap(dst + i * ps));
+		MISSING(src + i * ps);
+	}
 	return KSFT_PASS;
 }
 
@@ -2655,12 +2794,14 @@ static const struct test tests[] = {
 	{ "zeropage", t_zeropage },
 	{ "huge-zeropage", t_huge_zeropage },
 	{ "swap", t_swap },
+	{ "reclaim-after-move", t_reclaim_after_move },
 	{ "anon-vma-different-root", t_anon_vma_different_root },
 	{ "mremap-and-back", t_mremap_and_back },
 	{ "race-faults", t_race_faults },
 	{ "race-same-dst", t_race_same_dst },
 	{ "rss-counters", t_rss_counters },
 	{ "soft-dirty", t_soft_dirty },
+	{ "soft-dirty-clean-pte", t_soft_dirty_clean_pte },
 	{ "eagain-mmap-changing", t_eagain_mmap_changing },
 	{ "kernel-log-clean", t_kernel_log_clean },
 };

@@ -8,6 +8,7 @@ Stacks of our own are made from the tree's own files (no upstream mail bodies).
 from __future__ import annotations
 
 import difflib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -183,3 +184,53 @@ def test_hang_is_cut_at_its_limit(kernel_ws: Path, good_build: dict) -> None:
     kinds = [p["kind"] for p in d["kernel_problems"]]
     assert "timeout" in kinds, d
     assert "panic" not in kinds
+
+
+# -- Linux 6.1: a kernel without UFFDIO_MOVE --------------------------------------
+ONTO_61 = "debian/6.1"
+
+
+@pytest.fixture(scope="module")
+def boot_61(debian_trees, tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> dict:  # noqa: ANN001
+    """`series test` of a one-patch stack (a comment in mm/userfaultfd.c, made from
+    6.1's own file) onto debian/6.1: one cold 6.1 build, one boot."""
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("needs qemu-system-x86")
+    ws = tmp_path_factory.mktemp("kernel-ws-61")
+    (ws / "patches").mkdir()
+    (ws / "series.toml").write_text('[workspace]\nname = "e2e-61"\n')
+    repo = session_cache / "trees" / f"{TREE}.git"
+    base = subprocess.run(["git", "-C", str(repo), "tag", "--list", "debian/6.1.*"], check=True,
+                          capture_output=True, text=True).stdout.split()[-1]
+    mbox = ws / "e2e-61.mbox"
+    mbox.write_text(make_mbox(repo, base, [("mm: userfaultfd: a comment", "mm/userfaultfd.c", _comment(1))], "e2e-61"))
+    env = {"SERIES_CACHE": str(session_cache)}
+    r = run_series("-C", str(ws), "import", "e2e-61", "--mbox", str(mbox), "--create", env=env)
+    assert r.rc == 0, r.err
+    r = run_series("-C", str(ws), "test", "e2e-61", "--onto", ONTO_61, "--tree", TREE, "--json", env=env)
+    assert r.out, r.err
+    return {"rc": r.rc, "err": r.err, **r.json}
+
+
+def test_61_builds_and_skips_move_tests_with_reasons(boot_61: dict) -> None:
+    d = boot_61
+    b = d["build"]
+    assert b["status"] == "pass", b
+    assert [p["status"] for p in b["patches"]] == ["pass"], b["patches"]
+    assert b["not_set"] == [], "the fragment should configure 6.1 as well: " + repr(b["not_set"])
+    # 6.1 has no tools/testing/selftests/mm/uffd-unit-tests.c (selftests/vm, no move tests)
+    sel = {s["name"]: s for s in d["selftests"]}
+    assert sel["uffd-unit-tests"]["status"] == "skip" and "uffd-unit-tests" in sel["uffd-unit-tests"]["reason"], sel
+    assert sel["uffd-move-tests"]["status"] == "built", sel
+    tests = {t["name"]: t for t in d["tests"]}
+    assert tests["uffd-unit-tests"]["status"] == "skip" and tests["uffd-unit-tests"]["reason"], tests
+    # the bundled suite ran in the guest and said why it skipped (no UFFD_FEATURE_MOVE before 6.8)
+    kt = [t for n, t in tests.items() if n.startswith("uffd-move-tests")]
+    assert kt and all(t["status"] == "skip" for t in kt), kt
+    assert any("UFFD_FEATURE_MOVE" in t["reason"] for t in kt), kt
+    assert not [t for t in d["tests"] if t["status"] == "fail"], d["tests"]
+    assert d["kernel_problems"] == [], d["kernel_problems"]
+    assert d["status"] not in ("fail", "error") and d["rc"] == 0, (d["status"], d["summary"], d["err"][-2000:])
+    results = json.loads(Path(d["results"]).read_text())
+    st = {s["name"]: s["status"] for s in results["stages"]}
+    assert st["build"] == "pass" and st["test"] not in ("fail", "error"), st

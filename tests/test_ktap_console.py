@@ -154,6 +154,20 @@ def test_analyse_markers_timeouts_and_missing_tests() -> None:
     assert by["uffd-move-tests"].status == "skip"
 
 
+def test_analyse_skip_all_plan_keeps_the_programs_reason() -> None:
+    # kselftest's `1..0 # SKIP why` + exit 4 (kernel-tests on a kernel without UFFDIO_MOVE)
+    kt = GuestTest("uffd-move-tests", Path("/x/uffd-move-tests"))
+    body = "TAP version 13\n1..0 # SKIP kernel lacks UFFD_FEATURE_MOVE (UFFDIO_MOVE needs Linux 6.8+)\n"
+    text = f"SERIES-INIT-START\nSERIES-TEST-BEGIN uffd-move-tests\n{body}SERIES-TEST-END uffd-move-tests rc=4\nSERIES-DONE\n"
+    cases, probs = analyse(_run(text), [kt], [])
+    assert probs == [] and [(c.name, c.status) for c in cases] == [("uffd-move-tests", "skip")]
+    assert cases[0].reason == "kernel lacks UFFD_FEATURE_MOVE (UFFDIO_MOVE needs Linux 6.8+)"
+    # the same plan with a failing exit status is still a failure, not a skip
+    cases, _ = analyse(_run(text.replace("rc=4", "rc=1")), [kt], [])
+    assert cases[0].status == "fail" and "exit status 1" in cases[0].reason
+    assert parse_ktap("1..0\n").skip_all is None
+
+
 def test_build_diagnostics(tmp_path: Path) -> None:
     src, obj = tmp_path / "src", tmp_path / "obj"
     out = (f"  CC      mm/userfaultfd.o\n"

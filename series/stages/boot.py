@@ -167,8 +167,10 @@ def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[SelftestBinar
                                   reason=f"{TIMEOUT_RCS[rc]} (rc={rc}) at the per-test limit"))
         elif not found:
             status = "pass" if rc == 0 else "skip" if rc == KSFT_SKIP else "fail"
-            found.append(TestCase(name=t.name, status=status, duration_s=whole,
-                                  reason="" if rc == 0 else f"exit status {rc}, no parsable results"))
+            reason = "" if rc == 0 else f"exit status {rc}, no parsable results"
+            if rc == KSFT_SKIP and parsed.skip_all:     # `1..0 # SKIP why`: the program said why
+                reason = parsed.skip_all
+            found.append(TestCase(name=t.name, status=status, duration_s=whole, reason=reason))
         elif rc != 0 and rc != KSFT_SKIP and not any(c.status == "fail" for c in found):
             found.append(TestCase(name=t.name, status="fail", duration_s=whole, reason=f"exit status {rc}"))
         cases.extend(found)

@@ -20,6 +20,8 @@ _RESULT_RE = re.compile(
 )
 _PLAN_RE = re.compile(r"^[ \t]*1\.\.(\d+)", re.MULTILINE)
 _BAIL_RE = re.compile(r"^[ \t]*Bail out!(.*)$", re.MULTILINE)
+# kselftest's "nothing to run": `1..0 # SKIP reason`
+_SKIP_ALL_RE = re.compile(r"^[ \t]*1\.\.0[ \t]*#[ \t]*SKIP\b[ \t]*(?P<reason>[^\n]*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
 _VERSION_RE = re.compile(r"^[ \t]*(KTAP|TAP) version \d+", re.MULTILINE)
 
 
@@ -45,6 +47,7 @@ class Parsed:
     planned: int | None = None       # top-level plan, when one was printed
     bail_out: str | None = None
     summary: dict[str, int] | None = None
+    skip_all: str | None = None      # the reason of a `1..0 # SKIP reason` plan
 
     @property
     def complete(self) -> bool:
@@ -106,7 +109,9 @@ def parse_ktap(text: str, prefix: str = "") -> Parsed:
     if prefix:
         for c in cases:
             c.name = f"{prefix}/{c.name}"
-    return Parsed(cases=cases, planned=planned, bail_out=bail.group(1).strip() if bail else None)
+    skip_all = _SKIP_ALL_RE.search(text)
+    return Parsed(cases=cases, planned=planned, bail_out=bail.group(1).strip() if bail else None,
+                  skip_all=(skip_all.group("reason") or "skipped") if skip_all else None)
 
 
 def _last_diagnostic(text: str, start: int, end: int) -> str:
