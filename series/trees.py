@@ -159,6 +159,8 @@ def add_path(ws: Workspace, name: str, path: Path) -> Tree:
     reg = _load_registry(ws)
     if name in reg and reg[name].get("kind") != "path":
         raise UserError(f"tree {name!r} already exists as a {reg[name].get('kind')} tree")
+    if name in reg and Path(reg[name].get("path", "")).resolve() not in (path, path / ".git"):
+        raise UserError(f"tree {name!r} already points at {reg[name].get('path')}; choose another name")
     common = Path(g.run("rev-parse", "--path-format=absolute", "--git-common-dir"))
     objects = common / "objects"
     repo = ws.cache / "trees" / f"{name}.git"

@@ -122,6 +122,14 @@ def test_path_tree_is_read_only(workspace: Path, tmp_path: Path) -> None:
         assert (wt / "a.c").read_text() == "int a;\n"
     assert repo_state(user) == before
     assert (user / ".git" / "config").read_text() == cfg
+    # Adding it again is idempotent; re-pointing the name elsewhere is refused.
+    assert run_series("tree", "add", name, "--path", str(user), cwd=workspace).rc == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    r = run_series("tree", "add", name, "--path", str(other), cwd=workspace)
+    assert r.rc == 1 and "already points at" in r.err and len(r.err.strip().splitlines()) == 1
+    assert trees.load_tree(_ws(workspace), name).path == user
 
 
 @pytest.mark.parametrize("args, needle", [
