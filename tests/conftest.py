@@ -32,20 +32,35 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("series-cache")
 
 
-@pytest.fixture(autouse=True)
-def sealed_env(monkeypatch: pytest.MonkeyPatch, session_home: Path, session_cache: Path) -> None:
-    monkeypatch.setenv("HOME", str(session_home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(session_home / ".gitconfig"))
+def _seal(mp: pytest.MonkeyPatch, home: Path, cache: Path) -> None:
+    mp.setenv("HOME", str(home))
+    mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    mp.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
-        monkeypatch.setenv(var, FIXED_DATE)
+        mp.setenv(var, FIXED_DATE)
     for var, val in (("GIT_AUTHOR_NAME", "Test Author"), ("GIT_AUTHOR_EMAIL", "author@example.org"),
                      ("GIT_COMMITTER_NAME", "Test Committer"), ("GIT_COMMITTER_EMAIL", "committer@example.org")):
-        monkeypatch.setenv(var, val)
-    monkeypatch.setenv("SERIES_CACHE", str(session_cache))
-    monkeypatch.delenv("SERIES_WORKSPACE", raising=False)
-    monkeypatch.setenv("SERIES_LORE_URL", "http://127.0.0.1:9/")  # never the real lore
-    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+        mp.setenv(var, val)
+    mp.setenv("SERIES_CACHE", str(cache))
+    mp.delenv("SERIES_WORKSPACE", raising=False)
+    mp.setenv("SERIES_LORE_URL", "http://127.0.0.1:9/")  # never the real lore
+    mp.setenv("LC_ALL", "C.UTF-8")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sealed_session(session_home: Path, session_cache: Path):  # noqa: ANN201
+    """The same seal for session- and module-scoped fixtures, which are set up
+    before any function-scoped fixture (a module fixture that ran the CLI used to
+    see the caller's HOME and SERIES_CACHE)."""
+    mp = pytest.MonkeyPatch()
+    _seal(mp, session_home, session_cache)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def sealed_env(monkeypatch: pytest.MonkeyPatch, session_home: Path, session_cache: Path) -> None:
+    _seal(monkeypatch, session_home, session_cache)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ..stages.build import DEFAULT_FRAGMENT, BuildDir, SeriesBuild, build_dir_fo
 from ..stages.result import StageResult, write_results
 from ..trees import load_tree
 
-_FINE_RE = re.compile(r"^building [^:]+: [A-Z]+ ")
+_FINE_RE = re.compile(r"^building [^:]+: [A-Z][A-Z0-9_]* ")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
