@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 import subprocess
 from pathlib import Path
@@ -70,7 +72,7 @@ def mini(workspace: Path, tmp_path: Path):  # noqa: ANN201
     files = sorted(out.glob("*.patch"))
     _write_stack(workspace, "mini", files)
     _write_stack(workspace, "mini-partial", files, expected=4)
-    name = f"mini-{tmp_path.name[-10:]}".replace("_", "-")
+    name = "mini-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]   # unique in the session registry
     r = run_series("tree", "add", name, "--path", str(user), cwd=workspace)
     assert r.rc == 0, r.err
     return workspace, user, name

@@ -405,12 +405,12 @@ def test_show_and_diff_json(demo_ws: Path, user_repo: Path) -> None:
 
 def test_apply_and_rebase_json_on_a_path_tree(demo_ws: Path, user_repo: Path) -> None:
     before = repo_state(user_repo)
-    assert run_series("tree", "add", "mine", "--path", str(user_repo), cwd=demo_ws).rc == 0
-    r = run_series("apply", "demo", "--onto", "main", "--tree", "mine", "--json", cwd=demo_ws)
+    assert run_series("tree", "add", "mine2", "--path", str(user_repo), cwd=demo_ws).rc == 0
+    r = run_series("apply", "demo", "--onto", "main", "--tree", "mine2", "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
     _check_apply(r.json)
     assert r.json["status"] == "applied" and [p["status"] for p in r.json["patches"]] == ["applied"] * 3
-    r = run_series("rebase", "demo", "main", "--tree", "mine", "--json", cwd=demo_ws)
+    r = run_series("rebase", "demo", "main", "--tree", "mine2", "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
     _check_apply(r.json)
     assert r.json["new_version"] == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import io
 import os
 import stat
@@ -111,7 +113,7 @@ def test_path_tree_is_read_only(workspace: Path, tmp_path: Path) -> None:
     git(user, "commit", "-qm", "base")
     before = repo_state(user)
     cfg = (user / ".git" / "config").read_text()
-    name = f"user-{tmp_path.name[-12:]}".replace("_", "-")
+    name = "user-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]
     r = run_series("tree", "add", name, "--path", str(user), "--json", cwd=workspace)
     assert r.rc == 0, r.err
     assert r.json["kind"] == "path" and r.json["path"] == str(user)
