@@ -392,9 +392,14 @@ def add_worktree(tree: Tree, path: Path, commit: str, *, branch: str | None = No
     else:
         g.run("worktree", "add", "--quiet", *checkout, "--detach", str(path), commit)
     if sparse is not None:
-        set_sparse(path, sparse)
-        Git(path).run("read-tree", "-mu", "HEAD")
+        fill_sparse(path, sparse)
     return path
+
+
+def fill_sparse(path: Path, paths: list[str]) -> None:
+    """Populate a `--no-checkout` worktree with only `paths` (the index stays complete)."""
+    set_sparse(path, paths)
+    Git(path).run("read-tree", "-mu", "HEAD")
 
 
 def set_sparse(path: Path, paths: list[str]) -> None:

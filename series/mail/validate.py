@@ -21,7 +21,7 @@ from liblore.utils import split_mbox_as_bytes
 from ..errors import UserError
 from ..git import Git
 from ..patchfiles import touched_paths
-from ..trees import set_sparse
+from ..trees import fill_sparse
 from ..stacks.mailbox import _parse
 from ..stacks.model import PatchInfo
 from .format import MailSet, check_header_value
@@ -98,8 +98,7 @@ def apply_in_worktree(work_repo: Path, base: str, items: list[tuple[int, str, by
     g.run("worktree", "add", "--quiet", "--no-checkout", "--detach", str(wt), base)
     try:
         # Only the files the patches touch are written (a kernel checkout is ~90k files).
-        set_sparse(wt, touched_paths(data.decode("utf-8", "replace") for _, _, data in items))
-        Git(wt).run("read-tree", "-mu", "HEAD")
+        fill_sparse(wt, touched_paths(data.decode("utf-8", "replace") for _, _, data in items))
         wg = Git(wt)
         res = Applied(ok=True)
         for idx, subject, data in items:

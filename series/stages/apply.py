@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InfraError, UserError
 from ..git import Git
 from ..stacks.model import PatchInfo, Revision
-from ..patchfiles import touched_paths
+from ..patchfiles import revision_paths
 from ..trees import Tree, add_worktree, describe_ref, resolve_ref, set_sparse
 from ..workspace import Workspace
 
@@ -486,7 +486,7 @@ def apply_revision(ws: Workspace, stack: str, rev: Revision, tree: Tree, onto: s
     log_dir = log_dir or new_log_dir(ws, "apply", stack)
     branch = branch or f"series/{stack}/v{rev.version}"
     wt = worktree or worktree_path(ws, stack, rev.version, base)
-    sparse = touched_paths(Path(p.file).read_text(errors="replace") for p in rev.imported_patches() if p.file)
+    sparse = revision_paths(rev)
     g = prepare_worktree(tree, wt, base, branch, sparse=sparse)
     reports: list[PatchReport] = []
     stopped: int | None = None

@@ -30,7 +30,7 @@ from ..fsutil import atomic_write_json
 from ..git import Git
 from ..stacks.model import IMPORT_FILE, Revision, Stack
 from ..stacks.store import load_stack
-from ..patchfiles import touched_paths
+from ..patchfiles import revision_paths
 from ..trees import Tree, describe_ref, load_tree, remove_worktree, resolve_ref
 from ..workspace import Workspace
 from .apply import (ApplyResult, PatchReport, _am_in_progress, apply_one, commit_worktree, mailinfo,
@@ -113,7 +113,7 @@ def start(ws: Workspace, stack_name: str, onto: str, *, from_version: int | None
     wt = worktree_path(ws, stack.name, new_v, base)
     log_dir = new_log_dir(ws, "rebase", stack.name)
     # Sparse: only the files the revision touches (`git sparse-checkout disable` in it gives the rest).
-    sparse = touched_paths(Path(p.file).read_text(errors="replace") for p in rev.imported_patches() if p.file)
+    sparse = revision_paths(rev)
     g = prepare_worktree(tree, wt, base, branch, sparse=sparse)
     state: dict[str, Any] = {
         "workspace": str(ws.root), "stack": stack.name, "from_version": rev.version, "new_version": new_v,
