@@ -1,0 +1,117 @@
+"""Every directory and file under `$SERIES_CACHE`, named in one place.
+
+    $SERIES_CACHE/
+      trees.toml                      the tree registry (NAME -> kind, path, repo)
+      trees/<tree>.git                our work repository per tree (bare)
+      worktrees/<tree>/<stack>-v<N>-<base12>   apply/rebase worktrees (sparse)
+      build/<tree>-<base12>-<cfg8>/   a warm build directory (src/ obj/ logs/ lock)
+      runs/<stamp>-<command>-<stack>-v<N>/     one pipeline run (results.json, logs)
+      locks/<name>.lock               flock files (stack, tree, build dir, registry)
+      rebase/<workspace-key>/<stack>/state.json   an unfinished `series rebase`
+      check/                          checkpatch / get_maintainer result cache
+      mail/<stack>-v<N>-<pid>/        scratch for the mail round trip
+      qemu-accel.json                 the KVM-or-TCG probe verdict
+
+Nothing else under the cache is written by series; nothing computes a cache
+path backwards from another path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_root() -> Path:
+    """$SERIES_CACHE, else $XDG_CACHE_HOME/series, else ~/.cache/series."""
+    env = os.environ.get("SERIES_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return (base / "series").resolve()
+
+
+@dataclass(frozen=True)
+class Cache:
+    root: Path
+
+    @classmethod
+    def default(cls) -> "Cache":
+        return cls(default_root())
+
+    # -- trees ---------------------------------------------------------------
+    @property
+    def trees_registry(self) -> Path:
+        return self.root / "trees.toml"
+
+    def tree_repo(self, tree: str) -> Path:
+        return self.root / "trees" / f"{tree}.git"
+
+    # -- worktrees -------------------------------------------------------------
+    @property
+    def worktrees(self) -> Path:
+        return self.root / "worktrees"
+
+    def apply_worktree(self, tree: str, stack: str, version: int, base: str) -> Path:
+        """Keyed by tree as well as stack, revision and base: two trees with the
+        same base commit never share a worktree."""
+        return self.worktrees / tree / f"{stack}-v{version}-{base[:12]}"
+
+    # -- builds ----------------------------------------------------------------
+    @property
+    def builds(self) -> Path:
+        return self.root / "build"
+
+    def build_dir(self, tree: str, base: str, config_hash: str) -> Path:
+        return self.builds / f"{tree}-{base[:12]}-{config_hash}"
+
+    # -- runs ------------------------------------------------------------------
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, stamp: str, command: str, stack: str, version: int) -> Path:
+        return self.runs / f"{stamp}-{command}-{stack}-v{version}"
+
+    # -- locks -----------------------------------------------------------------
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    def lock(self, name: str) -> Path:
+        return self.locks / f"{name}.lock"
+
+    def stack_lock(self, stack: str) -> Path:
+        return self.lock(stack)
+
+    # -- rebase, check, mail, qemu ---------------------------------------------
+    @property
+    def rebase_states(self) -> Path:
+        return self.root / "rebase"
+
+    def rebase_state_dir(self, workspace: Path, stack: str) -> Path:
+        """Keyed by the workspace as well as the stack."""
+        key = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+        return self.rebase_states / key / stack
+
+    @property
+    def check(self) -> Path:
+        return self.root / "check"
+
+    def mail_scratch(self, stack: str, version: int) -> Path:
+        return self.root / "mail" / f"{stack}-v{version}-{os.getpid()}"
+
+    @property
+    def qemu_accel(self) -> Path:
+        return self.root / "qemu-accel.json"
+
+    def is_inside_worktrees(self, path: Path) -> bool:
+        """True when `path`, symlinks resolved, lies under our worktree directory."""
+        try:
+            path.resolve().relative_to(self.worktrees.resolve())
+        except ValueError:
+            return False
+        return True
