@@ -3,12 +3,14 @@
     $SERIES_CACHE/
       trees.toml                      the tree registry (NAME -> kind, path, repo)
       trees/<tree>.git                our work repository per tree (bare)
-      worktrees/<tree>/<stack>-v<N>-<base12>   apply/rebase worktrees (sparse)
+      worktrees/<tree>/<stack>-v<N>-<base12>   apply worktrees (sparse)
+      worktrees/<tree>/rebase-<ws12>-<stack>-v<N>-<base12>   a rebase's worktree (sparse)
       build/<tree>-<base12>-<cfg8>/   a warm build directory (src/ obj/ logs/ lock)
       runs/<stamp>-<command>-<stack>-v<N>/     one pipeline run (results.json, logs)
       locks/<name>.lock               flock files (stack, tree, build dir, registry)
       rebase/<workspace-key>/<stack>/state.json   an unfinished `series rebase`
       check/                          checkpatch / get_maintainer result cache
+      materialized/<sha>/             scripts/ and MAINTAINERS of a commit, extracted once
       mail/<stack>-v<N>-<pid>/        scratch for the mail round trip
       qemu-accel.json                 the KVM-or-TCG probe verdict
 
@@ -60,6 +62,10 @@ class Cache:
         same base commit never share a worktree."""
         return self.worktrees / tree / f"{stack}-v{version}-{base[:12]}"
 
+    def rebase_worktree(self, workspace: Path, tree: str, stack: str, version: int, base: str) -> Path:
+        """A rebase keeps its worktree across commands: keyed by the workspace too."""
+        return self.worktrees / tree / f"rebase-{self.workspace_key(workspace)}-{stack}-v{version}-{base[:12]}"
+
     # -- builds ----------------------------------------------------------------
     @property
     def builds(self) -> Path:
@@ -73,8 +79,8 @@ class Cache:
     def runs(self) -> Path:
         return self.root / "runs"
 
-    def run_dir(self, stamp: str, command: str, stack: str, version: int) -> Path:
-        return self.runs / f"{stamp}-{command}-{stack}-v{version}"
+    def run_dir(self, stamp: str, command: str, stack: str, version: int | None) -> Path:
+        return self.runs / (f"{stamp}-{command}-{stack}" + (f"-v{version}" if version is not None else ""))
 
     # -- locks -----------------------------------------------------------------
     @property
@@ -92,14 +98,28 @@ class Cache:
     def rebase_states(self) -> Path:
         return self.root / "rebase"
 
+    @staticmethod
+    def workspace_key(workspace: Path) -> str:
+        return hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+
+    def rebase_states_of(self, workspace: Path) -> Path:
+        """The rebase states of one workspace (one directory per stack)."""
+        return self.rebase_states / self.workspace_key(workspace)
+
     def rebase_state_dir(self, workspace: Path, stack: str) -> Path:
         """Keyed by the workspace as well as the stack."""
-        key = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
-        return self.rebase_states / key / stack
+        return self.rebase_states_of(workspace) / stack
 
     @property
     def check(self) -> Path:
         return self.root / "check"
+
+    @property
+    def materialized_root(self) -> Path:
+        return self.root / "materialized"
+
+    def materialized(self, sha: str) -> Path:
+        return self.materialized_root / sha
 
     def mail_scratch(self, stack: str, version: int) -> Path:
         return self.root / "mail" / f"{stack}-v{version}-{os.getpid()}"

@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one `series: error:` line (exit 1), not a
     usage block and exit 2.  Sub-parsers inherit the class."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+    def error(self, message: str) -> "NoReturn":
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 

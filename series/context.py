@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .workspace import Workspace, find_workspace
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+
+def _stdout() -> TextIO:
+    return sys.stdout
+
+
+def _stderr() -> TextIO:
+    return sys.stderr
 
 
 @dataclass
@@ -15,13 +24,16 @@ class Context:
     workspace_arg: str | None
     json: bool = False
     quiet: bool = False
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    # The streams current when the Context is made (not when this module was
+    # imported): the CLI run in process by the tests writes to captured ones.
+    out: TextIO = field(default_factory=_stdout)
+    err: TextIO = field(default_factory=_stderr)
     _ws: Workspace | None = None
 
     @property
     def ws(self) -> Workspace:
         if self._ws is None:
+            from .workspace import find_workspace
             self._ws = find_workspace(self.workspace_arg)
         return self._ws
 

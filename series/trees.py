@@ -28,16 +28,17 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import tomli_w
 
+from .cache import Cache
 from .errors import GitError, InfraError, UserError
 from .fsutil import atomic_write_text, exclusive_lock
-from .git import Git
+from .git import Git, Oid, Repo, Worktree
 from .workspace import Workspace
 
 TREE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -51,6 +52,7 @@ class Tree:
     kind: str            # "path" | "debian"
     path: Path           # the user's checkout (path) or our bare repository (debian)
     repo: Path | None = None  # our work repository (bare); == path for debian trees
+    cache: Cache | None = None  # the cache whose registry names this tree
 
     @property
     def git(self) -> Git:
@@ -62,9 +64,9 @@ class Tree:
         return self.repo or self.path
 
     @property
-    def work_git(self) -> Git:
+    def work_git(self) -> Repo:
         """Our repository: branches, worktrees, commits and rerere live here."""
-        return Git(self.work_repo)
+        return Repo(self.work_repo)
 
     def tags(self) -> list[str]:
         out = self.git.run("tag", "--list", "--sort=version:refname")
@@ -77,7 +79,7 @@ class Tree:
 
 # -- registry ---------------------------------------------------------------
 def registry_path(ws: Workspace) -> Path:
-    return ws.cache / "trees.toml"
+    return ws.cache.trees_registry
 
 
 def _load_registry(ws: Workspace) -> dict[str, dict[str, str]]:
@@ -101,7 +103,7 @@ def _save_registry(ws: Workspace, reg: dict[str, dict[str, str]]) -> None:
 
 
 def _register(ws: Workspace, tree: Tree) -> None:
-    with exclusive_lock(ws.locks / "trees-registry.lock", "the tree registry"):
+    with exclusive_lock(ws.cache.lock("trees-registry"), "the tree registry"):
         reg = _load_registry(ws)
         entry = {"kind": tree.kind, "path": str(tree.path)}
         if tree.repo and tree.repo != tree.path:
@@ -110,13 +112,13 @@ def _register(ws: Workspace, tree: Tree) -> None:
         _save_registry(ws, reg)
 
 
-def _tree_from_entry(name: str, e: dict[str, str]) -> Tree:
+def _tree_from_entry(name: str, e: dict[str, str], cache: Cache) -> Tree:
     repo = Path(e["repo"]) if e.get("repo") else None
-    return Tree(name=name, kind=e.get("kind", "path"), path=Path(e["path"]), repo=repo)
+    return Tree(name=name, kind=e.get("kind", "path"), path=Path(e["path"]), repo=repo, cache=cache)
 
 
 def list_trees(ws: Workspace) -> list[Tree]:
-    return [_tree_from_entry(n, e) for n, e in sorted(_load_registry(ws).items())]
+    return [_tree_from_entry(n, e, ws.cache) for n, e in sorted(_load_registry(ws).items())]
 
 
 def load_tree(ws: Workspace, name: str | None = None) -> Tree:
@@ -135,7 +137,7 @@ def load_tree(ws: Workspace, name: str | None = None) -> Tree:
     if name not in reg:
         known = ", ".join(sorted(reg)) or "none"
         raise UserError(f"unknown kernel tree {name!r} (registered: {known}); run series tree add {name} ...")
-    tree = _tree_from_entry(name, reg[name])
+    tree = _tree_from_entry(name, reg[name], ws.cache)
     if not tree.path.exists():
         raise UserError(f"kernel tree {name!r} points at {tree.path}, which no longer exists")
     return tree
@@ -163,13 +165,13 @@ def add_path(ws: Workspace, name: str, path: Path) -> Tree:
         raise UserError(f"tree {name!r} already points at {reg[name].get('path')}; choose another name")
     common = Path(g.run("rev-parse", "--path-format=absolute", "--git-common-dir"))
     objects = common / "objects"
-    repo = ws.cache / "trees" / f"{name}.git"
+    repo = ws.cache.tree_repo(name)
     _init_bare(repo)
     alt = repo / "objects" / "info" / "alternates"
     alt.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(alt, f"{objects}\n")
     top = Path(g.run("rev-parse", "--show-toplevel")) if g.run("rev-parse", "--is-bare-repository") == "false" else common
-    tree = Tree(name=name, kind="path", path=top, repo=repo)
+    tree = Tree(name=name, kind="path", path=top, repo=repo, cache=ws.cache)
     _register(ws, tree)
     return tree
 
@@ -195,7 +197,7 @@ def debian_tags(tree: Tree, version: str) -> list[str]:
     return [t for t in out.splitlines() if re.fullmatch(rf"debian/{re.escape(version)}\.\d+", t)]
 
 
-def add_debian(ws: Workspace, name: str, version: str, *, log: "callable[[str], None] | None" = None) -> Tree:
+def add_debian(ws: Workspace, name: str, version: str, *, log: Callable[[str], None] | None = None) -> Tree:
     """Import /usr/src/linux-source-<version>.tar.xz as a root commit tagged
     debian/<VERSION.PATCHLEVEL.SUBLEVEL>, in $SERIES_CACHE/trees/<name>.git."""
     check_tree_name(name)
@@ -207,10 +209,10 @@ def add_debian(ws: Workspace, name: str, version: str, *, log: "callable[[str], 
     reg = _load_registry(ws)
     if name in reg and reg[name].get("kind") != "debian":
         raise UserError(f"tree {name!r} already exists as a {reg[name].get('kind')} tree")
-    repo = ws.cache / "trees" / f"{name}.git"
-    with exclusive_lock(ws.locks / f"tree-{name}.lock", f"kernel tree {name}"):
+    repo = ws.cache.tree_repo(name)
+    with exclusive_lock(ws.cache.lock(f"tree-{name}"), f"kernel tree {name}"):
         _init_bare(repo)
-        tree = Tree(name=name, kind="debian", path=repo, repo=repo)
+        tree = Tree(name=name, kind="debian", path=repo, repo=repo, cache=ws.cache)
         if not debian_tags(tree, version):
             start = time.monotonic()
             tag = import_tarball(repo, tarball, version)
@@ -226,7 +228,7 @@ def ensure_debian_tree(ws: Workspace, name: str, version: str) -> Tree:
     """Idempotent: register/import only what is absent."""
     reg = _load_registry(ws)
     if name in reg:
-        tree = _tree_from_entry(name, reg[name])
+        tree = _tree_from_entry(name, reg[name], ws.cache)
         if tree.kind == "debian" and (tree.path / "HEAD").is_file() and debian_tags(tree, version):
             return tree
     return add_debian(ws, name, version)
@@ -250,81 +252,75 @@ def _open_tar_stream(tarball: Path) -> tuple[IO[bytes], subprocess.Popen[bytes] 
         assert proc.stdout is not None
         return proc.stdout, proc
     import lzma
-    return lzma.open(tarball, "rb"), None  # type: ignore[return-value]
+    return lzma.open(tarball, "rb"), None
 
 
 def import_tarball(repo: Path, tarball: Path, series_version: str) -> str:
-    """Stream `tarball` into `git fast-import` in `repo`; return the tag made."""
+    """Stream `tarball` into `git fast-import` in `repo`; return the tag made.
+
+    fast-import writes the commit on a scratch ref of ours; the tag is then
+    created and the scratch ref deleted, both compare-and-swap."""
+    r = Repo(repo)
     stream, xzproc = _open_tar_stream(tarball)
     tmp_ref = f"refs/series-import/{series_version}-{os.getpid()}"
-    fi = subprocess.Popen(["git", "-c", "pack.compression=1", "-c", "core.compression=1", "fast-import", "--quiet", "--done", "--depth=0"], cwd=repo, stdin=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=1 << 20)
-    assert fi.stdin is not None
-    out = fi.stdin
     entries: list[tuple[str, str, int]] = []  # (mode, path, mark)
     marks_by_path: dict[str, int] = {}
     makefile: bytes | None = None
     mtime = 0
     mark = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
-            for m in tf:
-                parts = m.name.split("/", 1)
-                if len(parts) < 2 or not parts[1]:
-                    mtime = max(mtime, int(m.mtime))
-                    continue
-                path = parts[1].rstrip("/")
-                if m.isdir():
-                    continue
-                if m.issym():
-                    data, mode = m.linkname.encode(), "120000"
-                elif m.islnk():
-                    target = m.linkname.split("/", 1)[1] if "/" in m.linkname else m.linkname
-                    if target in marks_by_path:
-                        mode = next(md for md, p, _ in entries if p == target)
-                        entries.append((mode, path, marks_by_path[target]))
-                        marks_by_path[path] = marks_by_path[target]
-                    continue
-                elif m.isfile():
-                    f = tf.extractfile(m)
-                    data = f.read() if f else b""
-                    mode = "100755" if m.mode & 0o111 else "100644"
-                    if path == "Makefile":
-                        makefile = data
-                else:
-                    continue
-                mark += 1
-                out.write(b"blob\nmark :%d\ndata %d\n" % (mark, len(data)))
-                out.write(data)
-                out.write(b"\n")
-                entries.append((mode, path, mark))
-                marks_by_path[path] = mark
-        if makefile is None:
-            raise InfraError(f"{tarball}: no top-level Makefile; not a kernel source tarball")
-        full = _makefile_version(makefile)
-        if not full.startswith(series_version + ".") and full != series_version:
-            raise InfraError(f"{tarball}: Makefile says {full}, expected {series_version}.*")
-        tag = f"debian/{full}"
-        msg = (f"Debian linux-source-{series_version} ({full})\n\nImported by series from {tarball.name}; "
-               f"the tarball has no history.\n").encode()
-        who = f"{DEBIAN_COMMITTER} {mtime or 0} +0000".encode()
-        out.write(b"commit %s\nauthor %s\ncommitter %s\ndata %d\n%s\n" % (tmp_ref.encode(), who, who, len(msg), msg))
-        for mode, path, mk in entries:
-            out.write(b'M %s :%d "%s"\n' % (mode.encode(), mk, _quote(path).encode()))
-        out.write(b"\n")
-        out.write(b"reset refs/tags/%s\nfrom %s\n\ndone\n" % (tag.encode(), tmp_ref.encode()))
-        out.close()
-        rc = fi.wait()
-        err = fi.stderr.read().decode(errors="replace") if fi.stderr else ""
-        if rc != 0:
-            raise InfraError(f"git fast-import failed: {err.strip().splitlines()[-1] if err.strip() else rc}")
-        Git(repo).run("update-ref", "-d", tmp_ref)
+        with r.fast_import("--depth=0", config={"pack.compression": "1", "core.compression": "1"}) as out:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for m in tf:
+                    parts = m.name.split("/", 1)
+                    if len(parts) < 2 or not parts[1]:
+                        mtime = max(mtime, int(m.mtime))
+                        continue
+                    path = parts[1].rstrip("/")
+                    if m.isdir():
+                        continue
+                    if m.issym():
+                        data, mode = m.linkname.encode(), "120000"
+                    elif m.islnk():
+                        target = m.linkname.split("/", 1)[1] if "/" in m.linkname else m.linkname
+                        if target in marks_by_path:
+                            mode = next(md for md, p, _ in entries if p == target)
+                            entries.append((mode, path, marks_by_path[target]))
+                            marks_by_path[path] = marks_by_path[target]
+                        continue
+                    elif m.isfile():
+                        f = tf.extractfile(m)
+                        data = f.read() if f else b""
+                        mode = "100755" if m.mode & 0o111 else "100644"
+                        if path == "Makefile":
+                            makefile = data
+                    else:
+                        continue
+                    mark += 1
+                    out.write(b"blob\nmark :%d\ndata %d\n" % (mark, len(data)))
+                    out.write(data)
+                    out.write(b"\n")
+                    entries.append((mode, path, mark))
+                    marks_by_path[path] = mark
+            if makefile is None:
+                raise InfraError(f"{tarball}: no top-level Makefile; not a kernel source tarball")
+            full = _makefile_version(makefile)
+            if not full.startswith(series_version + ".") and full != series_version:
+                raise InfraError(f"{tarball}: Makefile says {full}, expected {series_version}.*")
+            tag = f"debian/{full}"
+            msg = (f"Debian linux-source-{series_version} ({full})\n\nImported by series from {tarball.name}; "
+                   f"the tarball has no history.\n").encode()
+            who = f"{DEBIAN_COMMITTER} {mtime or 0} +0000".encode()
+            out.write(b"commit %s\nauthor %s\ncommitter %s\ndata %d\n%s\n" % (tmp_ref.encode(), who, who, len(msg), msg))
+            for mode, path, mk in entries:
+                out.write(b'M %s :%d "%s"\n' % (mode.encode(), mk, _quote(path).encode()))
+            out.write(b"\ndone\n")
+        sha = r.ref_value(tmp_ref)
+        if sha is None:
+            raise InfraError(f"git fast-import of {tarball.name} made no commit")
+        r.update_ref(f"refs/tags/{tag}", sha, None, f"series: import {tarball.name}")
+        r.delete_ref(tmp_ref, sha, f"series: import {tarball.name} done")
         return tag
-    except BaseException:
-        with contextlib.suppress(Exception):
-            fi.kill()
-            fi.wait()
-        raise
     finally:
         if xzproc is not None:
             with contextlib.suppress(Exception):
@@ -337,7 +333,7 @@ def _quote(path: str) -> str:
 
 
 # -- refs ----------------------------------------------------------------------
-def resolve_ref(tree: Tree, ref: str) -> str:
+def resolve_ref(tree: Tree, ref: str) -> Oid:
     """A full ref or sha, or `debian/X.Y` meaning the newest tag debian/X.Y.* -> sha."""
     ref = ref.strip()
     if not ref or ref.startswith("-"):
@@ -361,87 +357,25 @@ def describe_ref(tree: Tree, sha: str) -> str:
 
 
 # -- worktrees -----------------------------------------------------------------
-def remove_worktree(tree: Tree, path: Path) -> None:
-    """Remove a worktree of ours (also a stale one left by a killed run)."""
-    g = tree.work_git
-    if path.exists():
-        g.run_proc("worktree", "remove", "--force", "--force", str(path))
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-    g.run_proc("worktree", "prune")
-
-
-def add_worktree(tree: Tree, path: Path, commit: str, *, branch: str | None = None,
-                 sparse: list[str] | None = None) -> Path:
-    """A worktree of our work repository at `commit` (detached, or on our `branch`, reset).
-
-    With `sparse` (paths relative to the top), only those files are written to
-    disk: a kernel checkout is ~90k files and takes tens of seconds, while
-    applying or `git am`-ing a series needs only the files it touches.  The
-    index is complete, so commits made there hold the whole tree."""
-    remove_worktree(tree, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    g = tree.work_git
-    checkout = ["--no-checkout"] if sparse is not None else []
-    if branch:
-        # Our branch may be checked out by a stale worktree of ours: free it first.
-        for wt, br in _worktrees(tree):
-            if br == f"refs/heads/{branch}" and wt != path:
-                remove_worktree(tree, wt)
-        g.run("worktree", "add", "--quiet", *checkout, "-B", branch, str(path), commit)
-    else:
-        g.run("worktree", "add", "--quiet", *checkout, "--detach", str(path), commit)
-    if sparse is not None:
-        fill_sparse(path, sparse)
-    return path
-
-
-def fill_sparse(path: Path, paths: list[str]) -> None:
-    """Populate a `--no-checkout` worktree with only `paths` (the index stays complete)."""
-    set_sparse(path, paths)
-    Git(path).run("read-tree", "-mu", "HEAD")
-
-
-def set_sparse(path: Path, paths: list[str]) -> None:
-    """Limit the worktree at `path` to `paths` (no-cone patterns, anchored).  The
-    setting lives in that worktree's own config, never in a user's repository."""
-    patterns = sorted({"/" + p.lstrip("/") for p in paths}) or ["/.series-nothing"]
-    Git(path).run("sparse-checkout", "set", "--no-cone", "--stdin", input="\n".join(patterns) + "\n")
-
-
-def _worktrees(tree: Tree) -> list[tuple[Path, str | None]]:
-    out = tree.work_git.run("worktree", "list", "--porcelain")
-    res: list[tuple[Path, str | None]] = []
-    cur: Path | None = None
-    br: str | None = None
-    for line in out.splitlines() + [""]:
-        if line.startswith("worktree "):
-            cur, br = Path(line[9:]), None
-        elif line.startswith("branch "):
-            br = line[7:]
-        elif not line and cur is not None:
-            res.append((cur, br))
-            cur = None
-    return res
-
-
 @contextlib.contextmanager
-def worktree(tree: Tree, path: Path, commit: str) -> Iterator[Path]:
-    """A detached worktree at `commit`, removed afterwards."""
-    add_worktree(tree, path, commit)
-    try:
-        yield path
-    finally:
-        remove_worktree(tree, path)
+def worktree(tree: Tree, path: Path, commit: str, *, sparse: list[str] | None = None) -> Iterator[Path]:
+    """A detached worktree of our work repository at `commit`, removed afterwards
+    (see git.Worktree)."""
+    with Worktree.add(tree.work_git, path, commit, sparse=sparse) as wt:
+        yield wt.path
 
 
 # -- materialising parts of a commit -------------------------------------------
-def materialize(tree: Tree, ref: str, paths: list[str], *, cache: Path | None = None) -> Path:
+def materialize(tree: Tree, ref: str, paths: list[str], *, cache: Cache | None = None) -> Path:
     """Extract `paths` of the commit into $SERIES_CACHE/materialized/<sha>/ once
-    (each path extracted to a temp dir, then renamed into place)."""
+    (each path extracted to a temp dir, then renamed into place).  `cache`
+    defaults to the cache the tree was loaded from."""
+    cache = cache or tree.cache
+    if cache is None:
+        raise InfraError(f"kernel tree {tree.name}: no cache to materialize {', '.join(paths)} in")
     sha = resolve_ref(tree, ref)
-    base = (cache or _cache_of(tree)) / "materialized"
-    dest = base / sha
+    base = cache.materialized_root
+    dest = cache.materialized(sha)
     dest.mkdir(parents=True, exist_ok=True)
     for p in paths:
         p = p.strip("/")
@@ -469,11 +403,6 @@ def script_path(tree: Tree, ref: str, script: str = "scripts/checkpatch.pl") -> 
     if not p.is_file():
         raise UserError(f"{script} is not in kernel tree {tree.name} at {ref}")
     return p
-
-
-def _cache_of(tree: Tree) -> Path:
-    # $SERIES_CACHE/trees/<name>.git -> $SERIES_CACHE
-    return tree.work_repo.parent.parent
 
 
 def short_hash(text: str) -> str:

@@ -9,26 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cache import Cache
 from .errors import UserError
 
 STACK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEFAULT_LORE_URL = "https://lore.kernel.org"
 
 
-def default_cache() -> Path:
-    env = os.environ.get("SERIES_CACHE")
-    if env:
-        return Path(env).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return (base / "series").resolve()
+def default_cache() -> Cache:
+    """$SERIES_CACHE, else $XDG_CACHE_HOME/series, else ~/.cache/series."""
+    return Cache.default()
 
 
 @dataclass
 class Workspace:
     root: Path
-    cache: Path
+    cache: Cache
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cache, Cache):  # a bare cache root (older callers, tests)
+            self.cache = Cache(Path(self.cache))
 
     @property
     def patches(self) -> Path:
@@ -44,11 +45,11 @@ class Workspace:
 
     @property
     def runs(self) -> Path:
-        return self.cache / "runs"
+        return self.cache.runs
 
     @property
     def locks(self) -> Path:
-        return self.cache / "locks"
+        return self.cache.locks
 
 
 def check_stack_name(name: str) -> None:

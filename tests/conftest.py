@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -13,6 +14,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_LORE = (REPO.parent / "shared" / "lore").resolve()
 FIXED_DATE = "2024-01-01T00:00:00+0000"
+
+
+# Fixtures that need what only this machine has (the real mails in ../shared/lore,
+# Debian's kernel tarballs in /usr/src): a test using one, directly or through
+# another fixture, belongs to the integration tier, marked or not.
+INTEGRATION_FIXTURES = frozenset({"lore_dir", "debian_trees", "debian_tree"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +89,53 @@ class Result:
         return json.loads(self.out)
 
 
+def _stream(errors: str) -> io.TextIOWrapper:
+    """A captured stream as the process has it: UTF-8 (LC_ALL=C.UTF-8), strict on
+    stdout (unencodable text is an error there too), backslashreplace on stderr."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors=errors)
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    """What `subprocess.run(text=True)` makes of the bytes: UTF-8, universal newlines."""
+    stream.flush()
+    data = stream.buffer.getvalue()  # type: ignore[attr-defined]
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def run_series(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 3600,
-               env: dict[str, str] | None = None) -> Result:
+               env: dict[str, str] | None = None, subprocess: bool = False) -> Result:
+    """Run the CLI as a user would and return its exit code, stdout and stderr.
+
+    In process by default: `series.cli.main(args)` with stdin/stdout/stderr
+    captured, `cwd` and `env` (overlaid on os.environ) in force for the call
+    and restored after (`timeout` applies to the subprocess only).
+    `subprocess=True` runs `python -m series` instead, for what only a process
+    has: signals, SIGPIPE, file descriptors, a lock held by another process,
+    the interpreter's own start and exit."""
+    if subprocess:
+        return run_series_proc(*args, cwd=cwd, input=input, timeout=timeout, env=env)
+    from series import cli
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_io = sys.stdin, sys.stdout, sys.stderr
+    out, err = _stream("strict"), _stream("backslashreplace")
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd or REPO)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
+        try:
+            rc = cli.main(list(args))
+        except SystemExit as e:  # what `sys.exit` in a command would have done to the process
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_io
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return Result(rc, _text(out), _text(err))
+
+
+def run_series_proc(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 3600,
+                    env: dict[str, str] | None = None) -> Result:
     """Run the real CLI in a subprocess (exit codes and stderr as a user sees them)."""
     proc = subprocess.run([sys.executable, "-m", "series", *args], cwd=cwd or REPO, input=input,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -90,7 +90,10 @@ def test_apply_clean_commits_in_our_worktree(mini) -> None:  # noqa: ANN001
     assert j["patches"][0]["files"] == [{"path": "a.c", "hunks": 1, "clean": 1, "fuzz": 0, "rejected": 0}]
     wt = Path(j["worktree"])
     assert "worktrees" in wt.parts and not str(wt).startswith(str(user))
-    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD").strip() == "series/mini/v1"
+    # the worktree is detached; our branch was moved (compare-and-swap) to its HEAD
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD").strip() == "HEAD"
+    assert git(wt, "rev-parse", "refs/heads/series/mini/v1").strip() == git(wt, "rev-parse", "HEAD").strip()
+    assert j["branch"] == "series/mini/v1"
     log = git(wt, "log", "--format=%an|%s", "-3").splitlines()
     assert log == ["Test Author|mini: change line 30", "Test Author|mini: add b.c", "Test Author|mini: change line 5"]
     assert j["patches"][2]["commit"] == git(wt, "rev-parse", "HEAD").strip()
@@ -183,8 +186,8 @@ def test_lock_refuses_second_run(mini) -> None:  # noqa: ANN001
     from series.fsutil import exclusive_lock
     from series.workspace import find_workspace
     w = find_workspace(str(ws))
-    with exclusive_lock(w.locks / "mini.lock", "stack mini"):
-        r = run_series("apply", "mini", "--onto", "main", "--tree", tree, cwd=ws)
+    with exclusive_lock(w.locks / "mini.lock", "stack mini"):   # held by another process: this one
+        r = run_series("apply", "mini", "--onto", "main", "--tree", tree, cwd=ws, subprocess=True)
     assert r.rc == 1 and "busy" in r.err and len(r.err.strip().splitlines()) == 1
 
 
@@ -200,6 +203,96 @@ def test_stale_worktree_recovered(mini) -> None:  # noqa: ANN001
     shutil.rmtree(wt)  # gone without `git worktree remove`
     r = run_series("apply", "mini", "--onto", "main", "--tree", tree, "--json", cwd=ws)
     assert r.rc == 0 and r.json["status"] == "applied", r.err
+
+
+def test_two_trees_with_the_same_base_get_their_own_worktrees(mini, tmp_path: Path) -> None:  # noqa: ANN001
+    """Two --path trees whose `main` is the same commit: each apply works in a
+    worktree of its own tree's repository, and neither disturbs the other's."""
+    ws, user, tree = mini
+    clone = tmp_path / "linux-clone"
+    git(tmp_path, "clone", "-q", str(user), str(clone))
+    tree2 = tree + "-b"
+    assert run_series("tree", "add", tree2, "--path", str(clone), cwd=ws).rc == 0
+    assert git(user, "rev-parse", "main") == git(clone, "rev-parse", "main")
+    cache = Path(os.environ["SERIES_CACHE"])
+    j1 = run_series("apply", "mini", "--onto", "main", "--tree", tree, "--json", cwd=ws).json
+    j2 = run_series("apply", "mini", "--onto", "main", "--tree", tree2, "--json", cwd=ws).json
+    assert j1["status"] == j2["status"] == "applied" and j1["base_commit"] == j2["base_commit"]
+    wt1, wt2 = Path(j1["worktree"]), Path(j2["worktree"])
+    assert wt1 != wt2
+    for wt, name in ((wt1, tree), (wt2, tree2)):
+        common = Path(git(wt, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+        assert common.resolve() == (cache / "trees" / f"{name}.git").resolve()
+    # the first tree's worktree and branch are as its apply left them
+    assert wt1.is_dir() and git(wt1, "rev-parse", "HEAD").strip() == j1["patches"][-1]["commit"]
+    assert git(wt1, "rev-parse", "refs/heads/series/mini/v1") == git(wt1, "rev-parse", "HEAD")
+    assert git(wt2, "rev-parse", "refs/heads/series/mini/v1") == git(wt2, "rev-parse", "HEAD")
+
+
+def _second_workspace(ws: Path, tmp_path: Path) -> Path:
+    import shutil
+    ws2 = tmp_path / "ws2"
+    shutil.copytree(ws, ws2)
+    return ws2
+
+
+def test_rebase_state_is_kept_per_workspace(mini, tmp_path: Path) -> None:  # noqa: ANN001
+    """Two workspaces with a stack of the same name rebase at the same time: each
+    has its own state and worktree; aborting one leaves the other to continue."""
+    ws, user, tree = mini
+    ws2 = _second_workspace(ws, tmp_path)
+    j1 = run_series("rebase", "mini", "other", "--tree", tree, "--json", cwd=ws).json
+    r2 = run_series("rebase", "mini", "other", "--tree", tree, "--json", cwd=ws2)
+    assert r2.rc == 2, r2.err
+    j2 = r2.json
+    assert j1["in_progress"] and j2["in_progress"]
+    wt1, wt2 = Path(j1["worktree"]), Path(j2["worktree"])
+    assert wt1 != wt2 and j1["branch"] != j2["branch"]
+    r = run_series("rebase", "--abort", cwd=ws)
+    assert r.rc == 0, r.err
+    assert not wt1.exists() and wt2.is_dir() and "<<<<<<<" in (wt2 / "a.c").read_text()
+    assert run_series("rebase", "--continue", cwd=ws).rc == 1          # nothing left in ws
+    resolved = list(LINES)
+    resolved[3:6] = ["line 4 rewritten", "line 5 changed by patch 1", "line 6 rewritten"]
+    (wt2 / "a.c").write_text("\n".join(resolved) + "\n")
+    r = run_series("rebase", "--continue", "--json", cwd=ws2)
+    assert r.rc == 0, r.err + r.out
+    assert r.json["new_version"] == 2
+    assert (ws2 / "patches" / "mini" / "v2").is_dir() and not (ws / "patches" / "mini" / "v2").exists()
+
+
+def _state_file(ws: Path) -> Path:
+    import json
+    cache = Path(os.environ["SERIES_CACHE"])
+    found = [p for p in (cache / "rebase").rglob("rebase-state.json")
+             if json.loads(p.read_text()).get("workspace") == str(ws.resolve())]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_rebase_refuses_a_state_naming_a_directory_outside_our_worktrees(mini, tmp_path: Path) -> None:  # noqa: ANN001
+    """--abort removes, --continue resets and cleans the worktree a state file
+    names: neither may touch a directory that is not a worktree of ours."""
+    import json
+    ws, user, tree = mini
+    r = run_series("rebase", "mini", "other", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 2, r.err
+    ours = Path(r.json["worktree"])
+    victim = tmp_path / "victim"          # a repository of the user's, say
+    victim.mkdir()
+    git(victim, "init", "-q")
+    (victim / "precious.txt").write_text("the user's file\n")
+    state = _state_file(ws)
+    data = json.loads(state.read_text())
+    for forged in (str(victim), str(ours / ".." / ".." / ".." / ".." / "victim")):
+        data["worktree"] = forged
+        state.write_text(json.dumps(data))
+        for cmd in ("--abort", "--continue"):
+            r = run_series("rebase", cmd, cwd=ws)
+            assert r.rc == 1, (cmd, r.out, r.err)
+            assert "refusing" in r.err and len(r.err.strip().splitlines()) == 1
+            assert (victim / "precious.txt").read_text() == "the user's file\n"
+    assert state.is_file() and ours.is_dir()
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -300,7 +393,7 @@ def test_uffd_v2_hunk_report_is_stable(debian_trees, uffd_workspace: Path, onto:
 
 @pytest.mark.integration
 def test_uffd_v6_onto_612_already_present(debian_trees, uffd_workspace: Path) -> None:  # noqa: ANN001
-    from series.stages.apply import parse_diff
+    from series.patch import Patch
     from series.trees import resolve_ref
     r = run_series("apply", "uffd-move", "v6", "--onto", "debian/6.12", "--tree", "debian", "--json",
                    cwd=uffd_workspace)
@@ -317,7 +410,7 @@ def test_uffd_v6_onto_612_already_present(debian_trees, uffd_workspace: Path) ->
     for p in present:
         assert p["how"] in ("reverse-applies", "all added lines present")
         pf = next((uffd_workspace / "patches" / "uffd-move" / "v6").glob(f"{p['index']:04d}-*.patch"))
-        for fd in parse_diff(pf.read_text()):
+        for fd in Patch.load(pf).text_files:
             content = {ln.rstrip() for ln in g.run("show", f"{base}:{fd.path}", strip=False).splitlines()}
             for h in fd.hunks:
                 for line in h.added:

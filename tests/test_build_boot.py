@@ -97,7 +97,7 @@ def kernel_ws(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> 
         pytest.skip("needs linux-source-6.12 and qemu-system-x86")
     ws = tmp_path_factory.mktemp("kernel-ws")
     (ws / "patches").mkdir()
-    (ws / "series.toml").write_text('[workspace]\nname = "e2e"\n')
+    (ws / "series.toml").write_text('[workspace]\nname = "e2e"\n[test]\nsuites = ["uffd-unit-tests", "uffd-move-tests"]\n')
     env = {"SERIES_CACHE": str(session_cache)}
     r = run_series("-C", str(ws), "tree", "add", TREE, "--debian", "6.12", env=env)
     assert r.rc == 0 or "exists" in r.err, r.err
@@ -131,7 +131,7 @@ def test_per_patch_build_passes(good_build: dict) -> None:
     assert [p["index"] for p in d["patches"]] == [0, 1, 2, 3, 4, 5]
     assert all(p["status"] == "pass" and p["errors"] == [] and p["new_warnings"] == [] for p in d["patches"])
     assert d["not_set"] == []
-    assert d["config"].endswith("uffd.config")
+    assert [Path(f).name for f in d["fragments"]] == ["base.config", "uffd.config"]   # base + the suites' fragment
     assert all(p["rebuilt"] < 20 for p in d["patches"][1:])
 
 
@@ -151,7 +151,7 @@ def test_build_failure_reported_at_its_patch(kernel_ws: Path, good_build: dict) 
 def test_boot_runs_upstream_move_tests(kernel_ws: Path, good_build: dict) -> None:
     # only the upstream tests: the bundled kernel-tests are judged by their own tests
     r = series_in(kernel_ws, "test", "e2e-good", "--onto", ONTO, "--tree", TREE, "--json",
-                  "--cmdline", "series.tests=uffd-unit-tests")
+                  "--suites", "uffd-unit-tests")
     d = r.json
     assert r.rc == 0, d
     assert d["status"] == "pass"
@@ -198,7 +198,7 @@ def boot_61(debian_trees, tmp_path_factory: pytest.TempPathFactory, session_cach
         pytest.skip("needs qemu-system-x86")
     ws = tmp_path_factory.mktemp("kernel-ws-61")
     (ws / "patches").mkdir()
-    (ws / "series.toml").write_text('[workspace]\nname = "e2e-61"\n')
+    (ws / "series.toml").write_text('[workspace]\nname = "e2e-61"\n[test]\nsuites = ["uffd-unit-tests", "uffd-move-tests"]\n')
     repo = session_cache / "trees" / f"{TREE}.git"
     base = subprocess.run(["git", "-C", str(repo), "tag", "--list", "debian/6.1.*"], check=True,
                           capture_output=True, text=True).stdout.split()[-1]

@@ -15,6 +15,7 @@ from conftest import git, run_series
 from series.stages.check import checkpatch as cp
 from series.stages.check import hygiene as hy
 from series.stages.check.runner import _history_lookup
+from series.patch import Patch
 
 # -- checkpatch output parsing ----------------------------------------------------------
 SAMPLE = """\
@@ -74,31 +75,31 @@ def statuses(items: list[hy.Item], check: str) -> list[str]:
 
 
 def test_signoff_pass_and_fail() -> None:
-    ok = hy.parse_patch_mail(mail("mm: thing\n\nBody.\n\nSigned-off-by: Ann Author <ann@example.org>"))
+    ok = Patch.from_bytes(mail("mm: thing\n\nBody.\n\nSigned-off-by: Ann Author <ann@example.org>"))
     assert statuses(hy.check_signoff(ok), "signed-off-by") == ["pass"]
-    none = hy.parse_patch_mail(mail("mm: thing\n\nBody."))
+    none = Patch.from_bytes(mail("mm: thing\n\nBody."))
     assert statuses(hy.check_signoff(none), "signed-off-by") == ["fail"]
-    other = hy.parse_patch_mail(mail("Body.\n\nSigned-off-by: Bob <bob@example.org>"))
+    other = Patch.from_bytes(mail("Body.\n\nSigned-off-by: Bob <bob@example.org>"))
     assert statuses(hy.check_signoff(other), "signed-off-by") == ["fail"]
-    wrong_name = hy.parse_patch_mail(mail("Body.\n\nSigned-off-by: Anne Other <ann@example.org>"))
+    wrong_name = Patch.from_bytes(mail("Body.\n\nSigned-off-by: Anne Other <ann@example.org>"))
     assert statuses(hy.check_signoff(wrong_name), "signed-off-by") == ["fail"]
-    wrong_mail = hy.parse_patch_mail(mail("Body.\n\nSigned-off-by: Ann Author <ann@elsewhere.org>"))
+    wrong_mail = Patch.from_bytes(mail("Body.\n\nSigned-off-by: Ann Author <ann@elsewhere.org>"))
     assert "another address" in hy.check_signoff(wrong_mail)[0].message
 
 
 def test_signoff_in_body_from_counts_and_sender_chain() -> None:
     chain = mail("Body.\n\nSigned-off-by: Ann Author <ann@example.org>\nSigned-off-by: Sam Sender <sam@example.org>",
                  sender="Sam Sender <sam@example.org>", in_body="Ann Author <ann@example.org>")
-    pm = hy.parse_patch_mail(chain)
+    pm = Patch.from_bytes(chain)
     assert pm.in_body_from and pm.author == ("Ann Author", "ann@example.org")
     assert statuses(hy.check_signoff(pm), "signed-off-by") == ["pass", "pass"]
     broken = mail("Body.\n\nSigned-off-by: Ann Author <ann@example.org>", sender="Sam Sender <sam@example.org>",
                   in_body="Ann Author <ann@example.org>")
-    assert statuses(hy.check_signoff(hy.parse_patch_mail(broken)), "signed-off-by") == ["pass", "warn"]
+    assert statuses(hy.check_signoff(Patch.from_bytes(broken)), "signed-off-by") == ["pass", "warn"]
     # The sender signed off but the in-body author did not: the author's sign-off is what counts.
     no_author = mail("Body.\n\nSigned-off-by: Sam Sender <sam@example.org>", sender="Sam Sender <sam@example.org>",
                      in_body="Ann Author <ann@example.org>")
-    assert statuses(hy.check_signoff(hy.parse_patch_mail(no_author)), "signed-off-by")[0] == "fail"
+    assert statuses(hy.check_signoff(Patch.from_bytes(no_author)), "signed-off-by")[0] == "fail"
 
 
 def history_repo(tmp_path: Path) -> tuple[Path, str]:
@@ -119,7 +120,7 @@ def test_fixes_with_history_pass_and_fail(tmp_path: Path) -> None:
     assert lookup.lookup is not None
 
     def run(line: str) -> list[str]:
-        pm = hy.parse_patch_mail(mail(f"Body.\n\n{line}\nSigned-off-by: Ann Author <ann@example.org>"))
+        pm = Patch.from_bytes(mail(f"Body.\n\n{line}\nSigned-off-by: Ann Author <ann@example.org>"))
         return statuses(hy.check_fixes(pm, lookup), "fixes")
 
     assert run(f'Fixes: {sha[:12]} ("mm: change number 1")') == ["pass"]
@@ -131,7 +132,7 @@ def test_fixes_with_history_pass_and_fail(tmp_path: Path) -> None:
 
 
 def test_fixes_without_history_skips_existence() -> None:
-    pm = hy.parse_patch_mail(mail('Body.\n\nFixes: 0123456789ab ("mm: x")\nSigned-off-by: A <a@b.c>'))
+    pm = Patch.from_bytes(mail('Body.\n\nFixes: 0123456789ab ("mm: x")\nSigned-off-by: A <a@b.c>'))
     items = hy.check_fixes(pm, hy.CommitLookup(None, "Debian tarball without history"))
     assert statuses(items, "fixes") == ["skip"] and "history" in items[0].message
 
@@ -207,6 +208,7 @@ def uffd_ws(repo_workspace: Path, lore_dir: Path) -> Path:
     return repo_workspace
 
 
+@pytest.mark.integration
 def test_check_without_tree_runs_hygiene_and_reports_missing(uffd_ws: Path, tmp_path: Path) -> None:
     env = {"SERIES_CACHE": str(tmp_path / "empty-cache")}
     r = run_series("-C", str(uffd_ws), "check", "uffd-move", "v6", "--json", env=env)
@@ -224,6 +226,7 @@ def test_check_without_tree_runs_hygiene_and_reports_missing(uffd_ws: Path, tmp_
     assert "missing: patch 2 of 5 not imported" in text.out and "checkpatch: skip" in text.out
 
 
+@pytest.mark.integration
 def test_check_user_errors(uffd_ws: Path, tmp_path: Path) -> None:
     env = {"SERIES_CACHE": str(tmp_path / "empty-cache")}
     for args in (("check", "no-such-stack"), ("check", "uffd-move", "v99"), ("check", "uffd-move", "--tree", "nope")):

@@ -25,7 +25,7 @@ def ci_run(debian_trees, tmp_path_factory: pytest.TempPathFactory) -> tuple[int,
     shutil.copytree(REPO / "patches" / "uffd-move-selftests", ws / "patches" / "uffd-move-selftests")
     shutil.copy(REPO / "series.toml", ws / "series.toml")
     out = ws / "run"
-    r = run_series("-C", str(ws), "ci", "--json", "-o", str(out), timeout=3000)
+    r = run_series("-C", str(ws), "ci", "--json", "-o", str(out), timeout=3000, subprocess=True)
     assert r.out, r.err
     return r.rc, json.loads(r.out), out, r.err
 

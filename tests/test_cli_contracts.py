@@ -470,6 +470,7 @@ def test_help_exits_0(cmd: str, workspace: Path) -> None:
 # the real mails and a real kernel tree
 
 
+@pytest.mark.integration
 def test_uffd_move_show_and_diff_contract(uffd_workspace: Path) -> None:
     r = run_series("show", "uffd-move", "--json", cwd=uffd_workspace)
     assert r.rc == 0, r.err

@@ -1,107 +1,154 @@
-"""Build the bundled UFFDIO_MOVE kselftest suite (kernel-tests/) and run it on
-the host kernel: every KTAP result must be ``ok`` (a SKIP needs a reason)."""
+"""Build the bundled UFFDIO_MOVE selftests (kernel-tests/) against the
+kselftest harness of the Debian kernel trees and run every program on the host
+kernel: every KTAP result must be ``ok`` (a SKIP needs a reason), and every
+test of the former single-file suite must still exist in some program.
+
+The harness (`tools/testing/selftests/kselftest*.h`) is taken from the Debian
+linux-source tarballs (6.12 and 6.1, whichever are installed), once per
+session.  The uapi headers are the toolchain's, which on this host predate
+UFFDIO_MOVE, so the fallback definitions are built too."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from series.stages.ktap import Parsed, parse_ktap
+from series.trees import debian_tarball
+
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "kernel-tests"
 KSFT_SKIP = 4
+HARNESS_VERSIONS = ("6.12", "6.1")
 
 pytestmark = pytest.mark.native
 
-RESULT_RE = re.compile(r"^(ok|not ok) (\d+) (\S+)(?: # (SKIP|TODO)\b ?(.*))?$")
-PLAN_RE = re.compile(r"^1\.\.(\d+)(?: # SKIP ?(.*))?$")
+# The 51 tests of kernel-tests/uffd-move-tests.c before it became one program
+# per area: each must still be a test (`fixture[.variant].<name with _>`).
+FORMER_TESTS = (
+    "api-feature-move", "register-ioctls-move", "move-basic", "move-zero-copy-pfn", "move-field-success",
+    "move-large", "partial-eexist", "partial-enoent", "enoent-src-hole", "allow-src-holes",
+    "eexist-dst-populated", "einval-alignment", "einval-range-overflow", "einval-mode-bits", "overlap",
+    "einval-src-shared-anon", "einval-src-memfd", "einval-src-file", "einval-dst-shared",
+    "einval-dst-not-registered", "enoent-unmapped", "einval-range-crosses-vma", "einval-prot-mismatch",
+    "einval-mlock-mismatch", "einval-hugetlb", "einval-cross-mm", "efault-bad-pointer", "dontwake",
+    "wake-default", "wake-partial-range", "ebusy-fork-shared", "ebusy-pinned", "thp-move-pmd",
+    "thp-move-pmd-split", "thp-move-unaligned-dst", "thp-dst-populated", "thp-allow-src-holes",
+    "thp-ebusy-fork", "zeropage", "huge-zeropage", "swap", "reclaim-after-move", "anon-vma-different-root",
+    "mremap-and-back", "race-faults", "race-same-dst", "rss-counters", "soft-dirty", "soft-dirty-clean-pte",
+    "eagain-mmap-changing", "kernel-log-clean",
+)
 
 
 def _need_tools() -> None:
-    for tool in ("make", "gcc"):
+    for tool in ("make", "gcc", "tar"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed: cannot build kernel-tests/")
 
 
-@pytest.fixture(scope="module")
-def suite_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _progs() -> list[str]:
+    out = subprocess.run(["make", "-C", str(SUITE), "-s", "print-progs"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="session", params=HARNESS_VERSIONS)
+def ksft_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<tree>/tools/testing/selftests with only the harness headers, from the
+    Debian tarball of one version."""
     _need_tools()
+    version = str(request.param)
+    tarball = debian_tarball(version)
+    if not tarball.is_file():
+        pytest.skip(f"{tarball} is missing (apt-get install linux-source-{version})")
+    out = tmp_path_factory.mktemp(f"ksft-{version}")
+    subprocess.run(["tar", "-xJf", str(tarball), "-C", str(out), "--wildcards",
+                    "*/tools/testing/selftests/kselftest*.h"], check=True, capture_output=True, timeout=900)
+    found = sorted(out.glob("*/tools/testing/selftests/kselftest_harness.h"))
+    assert len(found) == 1, f"{tarball}: {found}"
+    return found[0].parent
+
+
+@dataclass
+class Run:
+    prog: str
+    rc: int
+    out: str
+    parsed: Parsed
+
+
+@pytest.fixture(scope="session")
+def runs(ksft_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
     out = tmp_path_factory.mktemp("kernel-tests-build")
-    # No KHDR_INCLUDES: the host's /usr/include uapi headers are used.
-    proc = subprocess.run(["make", "-C", str(SUITE), f"O={out}"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(["make", "-C", str(SUITE), f"KSFT_DIR={ksft_dir}", f"O={out}"],
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode != 0 and "cannot find -lc" in proc.stderr:
         pytest.skip("static libc (libc6-dev / glibc-static) is missing: cannot link -static")
     assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
-    binary = out / "uffd-move-tests"
-    assert binary.is_file()
-    return binary
-
-
-@pytest.fixture(scope="module")
-def ktap(suite_bin: Path) -> tuple[int, str]:
-    proc = subprocess.run([str(suite_bin)], capture_output=True, text=True, timeout=1800)
-    out = proc.stdout
-    if proc.returncode == KSFT_SKIP:
-        m = re.search(r"^1\.\.0 # SKIP ?(.*)$", out, re.M)
-        if m:
-            pytest.skip(f"UFFDIO_MOVE suite skipped on this host: {m.group(1) or 'no reason given'}")
-    return proc.returncode, out
-
-
-def parse(out: str) -> tuple[int | None, list[tuple[str, str, str | None]]]:
-    plan = None
     results = []
-    for line in out.splitlines():
-        if m := PLAN_RE.match(line):
-            plan = int(m.group(1))
-        elif m := RESULT_RE.match(line):
-            status, _num, name, directive, reason = m.groups()
-            results.append((name, status if directive != "SKIP" else "skip",
-                            reason if directive == "SKIP" else None))
-    return plan, results
+    for prog in _progs():
+        binary = out / prog
+        assert binary.is_file(), f"{prog} was not built"
+        # stderr (the harness's diagnostics) interleaved with stdout, as on a console
+        p = subprocess.run([str(binary)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=1800)
+        results.append(Run(prog, p.returncode, p.stdout, parse_ktap(p.stdout, prefix=prog)))
+    skip_all = [r for r in results if r.parsed.skip_all]
+    if skip_all and len(skip_all) == len(results):
+        pytest.skip(f"UFFDIO_MOVE selftests skipped on this host: {skip_all[0].parsed.skip_all}")
+    return results
 
 
-def test_all_tests_pass(ktap: tuple[int, str]) -> None:
-    rc, out = ktap
-    assert out.startswith("TAP version 13\n"), out[:200]
-    _plan, results = parse(out)
-    assert results, out
-    failed = [name for name, status, _ in results if status == "not ok"]
-    assert not failed, f"failing UFFDIO_MOVE tests: {failed}\n{out}"
-    for name, status, reason in results:
-        if status == "skip":
-            assert reason and reason.strip(), f"{name} skipped without a reason"
-    all_skipped = all(status == "skip" for _, status, _ in results)
-    assert rc == (KSFT_SKIP if all_skipped else 0), f"exit code {rc}\n{out}"
+def test_print_progs_names_every_program() -> None:
+    progs = _progs()
+    assert progs and len(set(progs)) == len(progs)
+    assert all(p.startswith("uffd-move-") for p in progs), progs
+    assert sorted(p.name for p in SUITE.glob("uffd-move-*.c") if p.stem != "uffd-move-common") == \
+        sorted(f"{p}.c" for p in progs)
 
 
-def test_plan_matches_results(ktap: tuple[int, str]) -> None:
-    _rc, out = ktap
-    plan, results = parse(out)
-    assert plan == len(results), f"plan 1..{plan} but {len(results)} results"
-    numbers = [int(m.group(2)) for line in out.splitlines() if (m := RESULT_RE.match(line))]
-    assert numbers == list(range(1, len(results) + 1))
+def test_build_without_ksft_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    _need_tools()
+    proc = subprocess.run(["make", "-C", str(SUITE), f"O={tmp_path}"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if "***" in ln]
+    assert len(errors) == 1 and "KSFT_DIR is not set" in errors[0], proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be built without the harness"
 
 
-def test_list_matches_results(suite_bin: Path, ktap: tuple[int, str]) -> None:
-    _rc, out = ktap
-    listed = subprocess.run([str(suite_bin), "-l"], capture_output=True, text=True, timeout=60,
-                            check=True).stdout.split()
-    _plan, results = parse(out)
-    assert listed == [name for name, _, _ in results]
-    assert len(set(listed)) == len(listed), "duplicate test names"
+def test_all_tests_pass(runs: list[Run]) -> None:
+    for r in runs:
+        assert r.out.startswith("TAP version 13\n"), f"{r.prog}: {r.out[:200]}"
+        cases = r.parsed.cases
+        assert cases, f"{r.prog} reported no test:\n{r.out}"
+        failed = [f"{c.name}: {c.reason}" for c in cases if c.status == "fail"]
+        assert not failed, f"failing UFFDIO_MOVE tests: {failed}\n{r.out}"
+        for c in cases:
+            if c.status == "skip":
+                assert c.reason.strip(), f"{c.name} skipped without a reason"
+        assert r.rc == 0, f"{r.prog}: exit code {r.rc}\n{r.out}"
 
 
-def test_subset_selection(suite_bin: Path, ktap: tuple[int, str]) -> None:
-    proc = subprocess.run([str(suite_bin), "-t", "api-feature-move", "-t", "move-basic"],
-                          capture_output=True, text=True, timeout=120)
-    plan, results = parse(proc.stdout)
-    assert plan == 2
-    assert [name for name, _, _ in results] == ["api-feature-move", "move-basic"]
-    assert proc.returncode == 0, proc.stdout
-    bad = subprocess.run([str(suite_bin), "-t", "no-such-test"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0
+def test_plan_matches_results(runs: list[Run]) -> None:
+    for r in runs:
+        names = [c.name for c in r.parsed.cases]
+        assert r.parsed.planned == len(names), f"{r.prog}: plan 1..{r.parsed.planned} but {len(names)} results"
+        assert r.parsed.complete
+        assert len(set(names)) == len(names), f"{r.prog}: duplicate test names"
+        # every result is named after its test, also on harnesses that print `ok N # SKIP why`
+        assert all(not n.split("/", 1)[1].startswith("test ") for n in names), names
+
+
+def test_every_former_test_still_exists(runs: list[Run]) -> None:
+    names = [c.name.split("/", 1)[1] for r in runs for c in r.parsed.cases]
+    assert len(names) >= len(FORMER_TESTS)
+    last = {n.rsplit(".", 1)[-1] for n in names}
+    missing = [t for t in FORMER_TESTS if t.replace("-", "_") not in last]
+    assert not missing, f"tests of the former suite that no program runs: {missing}"
+    passed = sum(c.status == "pass" for r in runs for c in r.parsed.cases)
+    assert passed >= 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from series.stages.boot import analyse
-from series.stages.build import SelftestBinary, options_not_set, parse_diags, first_errors
+from series.stages.build import options_not_set, parse_diags, first_errors
+from series.suites import BuiltSuite, Suite
 from series.stages.console import scan_console
 from series.stages.initramfs import Cpio, GuestTest
 from series.stages.ktap import parse_ktap, parse_uffd_unit
@@ -47,6 +48,62 @@ def test_ktap_incomplete_and_bail_out() -> None:
     assert p.bail_out == "no uffd"
     assert not p.complete
     assert not parse_ktap("1..3\nok 1 a\n").complete
+
+
+# kselftest_harness.h output (fixture "demo", variant "plain"), as printed by
+# a program of ours built against 6.12's harness; 6.1's differs only in the
+# skip line, which has no test name: `ok 3 # SKIP no swap here`.
+HARNESS = """TAP version 13
+1..5
+# Starting 5 tests from 2 test cases.
+#  RUN           demo.plain.passes ...
+#            OK  demo.plain.passes
+ok 1 demo.plain.passes
+#  RUN           demo.plain.fails ...
+# uffd-move-demo.c:10:fails:Expected 0 (0) != (r).ret == 0 (0)
+# uffd-move-demo.c:10:fails:UFFDIO_MOVE: ret=-1 errno=2 move=-2; expected ret=0 move=4096
+# fails: Test terminated by assertion
+#          FAIL  demo.plain.fails
+not ok 2 demo.plain.fails
+#  RUN           demo.plain.skips ...
+#      SKIP      no swap here
+#            OK  demo.plain.skips
+ok 3 demo.plain.skips # SKIP no swap here
+#  RUN           demo.plain.hangs ...
+# hangs: Test terminated by timeout
+#          FAIL  demo.plain.hangs
+not ok 4 demo.plain.hangs
+#  RUN           kmsg.kernel_log_clean ...
+#            OK  kmsg.kernel_log_clean
+ok 5 kmsg.kernel_log_clean
+# FAILED: 3 / 5 tests passed.
+# Totals: pass:2 fail:2 xfail:0 xpass:0 skip:1 error:0
+"""
+
+
+def test_ktap_kselftest_harness_output() -> None:
+    harness_61 = HARNESS.replace("ok 3 demo.plain.skips # SKIP", "ok 3 # SKIP")
+    assert harness_61 != HARNESS
+    for text in (HARNESS, harness_61):
+        p = parse_ktap(text, prefix="uffd-move-demo")
+        assert [(c.name, c.status) for c in p.cases] == [
+            ("uffd-move-demo/demo.plain.passes", "pass"), ("uffd-move-demo/demo.plain.fails", "fail"),
+            ("uffd-move-demo/demo.plain.skips", "skip"), ("uffd-move-demo/demo.plain.hangs", "fail"),
+            ("uffd-move-demo/kmsg.kernel_log_clean", "pass")]
+        by = {c.name.split("/")[1]: c for c in p.cases}
+        # the reason is the assertion's message, not the harness's bookkeeping around it
+        assert by["demo.plain.fails"].reason == "uffd-move-demo.c:10:fails:UFFDIO_MOVE: ret=-1 errno=2 move=-2; expected ret=0 move=4096"
+        assert by["demo.plain.hangs"].reason == "hangs: Test terminated by timeout"
+        assert by["demo.plain.skips"].reason == "no swap here"
+        assert p.planned == 5 and p.complete and p.skip_all is None
+
+
+def test_ktap_harness_noise_is_no_reason() -> None:
+    # nothing but bookkeeping before the failure: no made-up reason
+    p = parse_ktap("1..1\n#  RUN           f.t ...\n# t: Test failed at step #3\n#          FAIL  f.t\nnot ok 1 f.t\n")
+    assert p.cases[0].status == "fail" and p.cases[0].reason == ""
+    # a nameless result without a RUN line keeps the generic name
+    assert parse_ktap("1..1\nok 1 # SKIP why\n").cases[0].name == "test 1"
 
 
 UFFD = ("Testing move on anon... done\n"
@@ -130,13 +187,14 @@ def _run(text: str, timed_out: bool = False) -> GuestRun:
 
 
 def test_analyse_markers_timeouts_and_missing_tests() -> None:
-    uut = GuestTest("uffd-unit-tests", Path("/x/uffd-unit-tests"), "-f move", parser="uffd-unit")
+    uut = GuestTest("uffd-unit-tests", Path("/x/uffd-unit-tests"), "-f move", parser="uffd-unit",
+                    expect=("move", "move-pmd", "move-pmd-split"))
     kt = GuestTest("uffd-move-tests", Path("/x/uffd-move-tests"))
     text = ("SERIES-INIT-START\nSERIES-TEST-BEGIN uffd-unit-tests\n" + UFFD.split("Testing zeropage")[0]
             + "Userfaults unit tests: pass=2, skip=1, fail=0 (total=3)\nSERIES-TEST-END uffd-unit-tests rc=0\n"
             "SERIES-TEST-BEGIN uffd-move-tests\nKTAP version 1\n1..1\nok 1 a\nSERIES-TEST-END uffd-move-tests rc=124\n"
             "SERIES-DONE\n")
-    cases, probs = analyse(_run(text), [uut, kt], [SelftestBinary("other", "skip", reason="absent")])
+    cases, probs = analyse(_run(text), [uut, kt], [BuiltSuite(Suite(name="other", file=Path("/x/other.toml")), "skip", reason="absent")])
     by = {c.name: c for c in cases}
     assert probs == []
     assert by["other"].status == "skip"

@@ -398,6 +398,7 @@ def uffd_ws(repo_workspace: Path, lore_dir: Path) -> Path:
     return repo_workspace
 
 
+@pytest.mark.integration
 def test_uffd_move_changelog_v5_to_v6(uffd_ws: Path) -> None:
     r = run_series("-C", str(uffd_ws), "changelog", "uffd-move", "v6")
     assert r.rc == 0, r.err
@@ -414,6 +415,7 @@ def test_uffd_move_changelog_v5_to_v6(uffd_ws: Path) -> None:
     assert st == {(1, 1): "same", (2, 2): "missing", (3, 3): "same", (4, 4): "same", (5, 5): "changed"}
 
 
+@pytest.mark.integration
 def test_uffd_move_cover_history(uffd_ws: Path) -> None:
     r = run_series("-C", str(uffd_ws), "cover", "uffd-move", "v6", "--json")
     assert r.rc == 0, r.err
@@ -430,6 +432,7 @@ def test_uffd_move_cover_history(uffd_ws: Path) -> None:
     assert j["change_id"].startswith("20230914-uffd-move-")
 
 
+@pytest.mark.integration
 def test_uffd_move_v6_cannot_be_mailed(uffd_ws: Path, tmp_path: Path) -> None:
     r = run_series("-C", str(uffd_ws), "mail", "uffd-move", "v6", "-o", str(tmp_path / "out"))
     assert r.rc == 1

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..context import Context
-from ..mail.changelog import compute_changelog
-from ..stacks.model import parse_version
-from ..stacks.store import load_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("changelog", help="the 'Changes in vN' of a revision: manifest lines plus computed ones",
                        description="Print the changelog of revision vN: what the manifest records, then lines "
                                    "computed from pairing with the previous revision (changed / added / dropped "
@@ -22,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..mail.changelog import compute_changelog
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack
     st = load_stack(ctx.ws, args.stack)
     rev = st.revision(parse_version(args.revision))
     cl = compute_changelog(ctx.ws, st, rev)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 from typing import Any
 
 from ..context import Context
-from ..fsutil import atomic_write_json
-from ..stacks.model import parse_version
-from ..stacks.store import load_stack
-from ..stages.check import run_check, stage_results
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "check", help="checkpatch.pl and series hygiene on a revision, with the delta against the previous one",
         description="Run the kernel tree's scripts/checkpatch.pl on every patch as posted (in parallel), check "
@@ -33,24 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    ws = ctx.ws
-    stack = load_stack(ws, args.stack)
-    rev = stack.revision(parse_version(args.version) if args.version else None)
+    from ..errors import UserError
+    from ..pipeline import Options, prepare
+    from ..pipeline.stages import execute
     if args.jobs is not None and args.jobs < 1:
-        from ..errors import UserError
         raise UserError("--jobs must be at least 1")
-    if not rev.imported:
-        from ..errors import UserError
-        raise UserError(f"{stack.name} v{rev.version} is not imported: series fetch {stack.name} "
-                        f"--revision {rev.version}")
-    report = run_check(ws, stack, rev, tree_name=args.tree, strict=args.strict, jobs=args.jobs, log=ctx.info)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = ws.runs / f"{stamp}-check-{stack.name}-v{rev.version}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    results = run_dir / "results.json"
-    report["results"] = str(results)
-    atomic_write_json(results, {**report, "command_name": "check", "revision": rev.version,
-                                "stages": [s.to_dict() for s in stage_results(report)]})
+    argv = [args.stack] + ([args.version] if args.version else []) + (["--tree", args.tree] if args.tree else []) + \
+        ([("--strict" if args.strict else "--no-strict")] if args.strict is not None else [])
+    opts = Options(tree=args.tree, strict=args.strict, jobs=args.jobs, argv=argv)
+    with prepare(ctx.ws, "check", args.stack, args.version, opts, stages=["checkpatch", "hygiene"],
+                 say=ctx.info) as r:
+        execute(r, ["checkpatch", "hygiene"], keep_going=False)
+    report = r.state.check_report
+    assert report is not None
     ctx.emit(report, render(report))
     return {"fail": 2, "error": 3}.get(report["status"], 0)
 

@@ -6,12 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..context import Context
-from ..mail.cover import change_id, cover_input, history, render_cover, template_for
-from ..stacks.model import parse_version
-from ..stacks.store import load_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cover", help="render the cover letter of a revision (jinja2 template)",
                        description="Render the cover letter of revision vN from a jinja2 template: "
                                    "<workspace>/templates/cover.j2 if present, else the package default. "
@@ -27,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..mail.cover import change_id, cover_input, history, render_cover, template_for
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack
     ws = ctx.ws
     st = load_stack(ws, args.stack)
     rev = st.revision(parse_version(args.revision))

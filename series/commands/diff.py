@@ -6,12 +6,9 @@ import argparse
 
 from ..context import Context
 from ..errors import UserError
-from ..stacks.lineage import pair_revisions, range_diff_text
-from ..stacks.model import parse_version
-from ..stacks.store import load_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("diff", help="pair the patches of two revisions by content (range-diff)",
                        description="Pair patches of two revisions by content, like git range-diff; text is a range-diff, "
                                    "--json gives the pairs (same/changed/added/removed/missing, similarity).")
@@ -23,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..stacks.lineage import pair_revisions, range_diff_text
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack
     st = load_stack(ctx.ws, args.stack)
     old, new = st.revision(parse_version(args.old)), st.revision(parse_version(args.new))
     for r in (old, new):

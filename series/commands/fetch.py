@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..context import Context
-from ..stacks.fetch import fetch_stack
-from ..stacks.model import parse_version
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fetch", help="import every revision the manifest lists, from lore (b4) or a local mirror",
                        description="Bring every revision of STACK listed in its manifest: from lore through b4 "
                                    "(address: [lore] url in series.toml or $SERIES_LORE_URL), or from a mirror laid "
@@ -24,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..stacks.fetch import fetch_stack
+    from ..stacks.model import parse_version
     rev = parse_version(args.revision) if args.revision else None
     mirror = Path(args.mirror).expanduser().resolve() if args.mirror else None
     outcomes = fetch_stack(ctx.ws, args.stack, revision=rev, mirror=mirror, force=args.force)

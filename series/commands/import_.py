@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..context import Context
-from ..stacks.importer import import_mailbox, parse_select
-from ..stacks.model import parse_version
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("import", help="import a posted revision from an mbox, mboxrd, maildir or .gz",
                        description="Import the patches of a posted revision into patches/STACK/vN/, as posted. "
                                    "Replies and other non-patch mails are ignored and counted; missing patches are recorded.")
@@ -25,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..stacks.importer import import_mailbox, parse_select
+    from ..stacks.model import parse_version
     rev = parse_version(args.revision) if args.revision else None
     reports = import_mailbox(ctx.ws, args.stack, Path(args.mbox), revision=rev, select=parse_select(args.select),
                              create=args.create, force=args.force)

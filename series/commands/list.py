@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..context import Context
-from ..stacks.store import list_stacks, load_stack
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("list", help="list the stacks of the workspace")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    rows = []
+    from ..stacks.store import list_stacks, load_stack
+    rows: list[dict[str, Any]] = []
     for name in list_stacks(ctx.ws):
         st = load_stack(ctx.ws, name)
         rows.append({"name": name, "title": st.title, "derived_from": st.derived_from,

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..context import Context
-from ..errors import UserError
-from ..mail import send as mailsend
-from ..mail.format import MailSet, encode_addr, refuse_incomplete, split_addresses
-from ..mail.pipeline import prepare_mails
-from ..stacks.model import parse_version
-from ..stacks.store import load_stack
-from ..trees import load_tree
-from ..workspace import Workspace
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("mail", help="write lore-ready mails for a revision (one file per message + an mbox), "
                                     "validated; send them only with --send",
                        description="Generate the mails of revision vN: cover 0/m and patches n/m, threaded to the "
@@ -45,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _base_ref(ws: Workspace, stack: str, rev_base: str | None, arg: str | None) -> str:
+def _base_ref(ws: "Workspace", stack: str, rev_base: str | None, arg: str | None) -> str:
     if arg:
         return arg
     if rev_base:
@@ -53,87 +45,47 @@ def _base_ref(ws: Workspace, stack: str, rev_base: str | None, arg: str | None) 
     ci = ws.config.get("ci", {})
     if ci.get("stack") == stack and ci.get("onto"):
         return str(ci["onto"])
+    from ..errors import UserError
     raise UserError(f"{stack}: the revision records no base; pass --base REF")
 
 
-def _ours(name: str) -> bool:
-    return name in ("series.mbox", "series.json") or (name.endswith(".patch") and name[:4].isdigit())
-
-
-def check_output(out: Path, force: bool) -> Path:
-    """Where the mails go: absent, an empty directory, or (with --force) an earlier
-    output of ours.  --force never replaces a file or a directory holding anything
-    else: the user's files are not ours to delete."""
-    out = out.expanduser().resolve()
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise UserError(f"{out} exists and is not a directory")
-        names = [c.name for c in out.iterdir()]
-        if names and not force:
-            raise UserError(f"{out} exists and is not empty (use --force to replace an earlier output)")
-        foreign = [n for n in names if not _ours(n)]
-        if names and ("series.json" not in names or foreign):
-            raise UserError(f"{out} holds files that series mail did not write ({', '.join(sorted(foreign)[:3]) or 'no series.json'}); "
-                            "not replacing it, even with --force")
-    else:
-        parent = out.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            raise UserError(f"cannot make {out}: {parent} is not a directory")
-    return out
-
-
-def _write_atomically(out: Path, ms: MailSet, force: bool) -> list[Path]:
-    out = check_output(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    old: Path | None = None
-    try:
-        for m in ms.mails:
-            (tmp / m.filename).write_bytes(m.as_bytes())
-        (tmp / "series.mbox").write_bytes(ms.mbox_bytes())
-        (tmp / "series.json").write_text(json.dumps(ms.to_json(), indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists() and not out.exists():
-            os.rename(old, out)  # put the earlier output back
-        raise
-    return [out / m.filename for m in ms.mails]
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..errors import UserError
+    from ..mail import send as mailsend
+    from ..mail.format import encode_addr, split_addresses
+    from ..mail.output import check_output
+    from ..pipeline import Options, prepare
+    from ..pipeline.run import MailRequest
+    from ..pipeline.stages import execute
     ws = ctx.ws
     # Every refusal that needs no work comes first (one line, nothing written).
-    args.to = split_addresses(args.to) if args.to is not None else None
-    args.cc = split_addresses(args.cc) if args.cc is not None else None
+    to = split_addresses(args.to) if args.to is not None else None
+    cc = split_addresses(args.cc) if args.cc is not None else None
     if args.sender:
         encode_addr(args.sender)
     check_output(args.output, args.force)
     if args.template is not None and not args.template.is_file():
         raise UserError(f"no such template: {args.template}")
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack
     st = load_stack(ws, args.stack)
     rev = st.revision(parse_version(args.revision))
+    from ..mail.format import refuse_incomplete
     refuse_incomplete(st, rev)
     smtp = mailsend.smtp_server(ws, args.smtp) if args.send else None
-    tree = load_tree(ws, args.tree)
-    ms, applied, base = prepare_mails(ws, st, rev, tree, _base_ref(ws, st.name, rev.base, args.base),
-                                      to=args.to, cc=args.cc, sender=args.sender, template=args.template,
-                                      use_get_maintainer=not args.no_get_maintainer, say=ctx.info)
-    files = _write_atomically(args.output, ms, args.force)
+    opts = Options(onto=_base_ref(ws, st.name, rev.base, args.base), tree=args.tree,
+                   mail=MailRequest(to=to, cc=cc, sender=args.sender, template=args.template,
+                                    use_get_maintainer=not args.no_get_maintainer, output=args.output,
+                                    force=args.force),
+                   argv=[args.stack, args.revision, "-o", str(args.output)])
+    with prepare(ws, "mail", args.stack, args.revision, opts, stages=["mail"], say=ctx.info) as r:
+        execute(r, ["mail"], keep_going=False)
+    ms, files = r.state.extra["mailset"], r.state.extra["mail_files"]
+    base = r.base_commit or ""
     data = ms.to_json()
     data.update({"output": str(args.output.resolve()), "mbox": str(args.output.resolve() / "series.mbox"),
-                 "validation": {"headers": "pass", "b4": "pass", "git_am": "pass", "tree": applied.tree},
-                 "sent": None})
+                 "validation": r.state.extra["mail_validation"], "sent": None,
+                 "results": str(r.path("results.json"))})
     lines = [f"{st.name} v{rev.version}: {len(ms.mails)} mails in {args.output} (+ series.mbox), "
              f"base-commit {base[:12]}, change-id {ms.change_id}"]
     lines += [f"  {m.filename}  {m.subject}" for m in ms.mails]

@@ -6,12 +6,9 @@ import argparse
 
 from ..context import Context
 from ..errors import UserError
-from ..fsutil import exclusive_lock
-from ..stacks.model import parse_version
-from ..stages import rebase as rb
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rebase", help="take a revision onto a new base as the next revision (conflict report on failure)")
     p.add_argument("stack", nargs="?", help="the stack's name (with --continue/--abort: optional)")
     p.add_argument("ref", nargs="?", help="the new base: a ref, a sha, or debian/X.Y")
@@ -25,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..fsutil import exclusive_lock
+    from ..stacks.model import parse_version
+    from ..stages import rebase as rb
     ws = ctx.ws
     if args.cont or args.abort:
         if args.ref:

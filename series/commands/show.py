@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..context import Context
-from ..stacks.model import Revision, parse_version
-from ..stacks.store import load_stack, stack_json
+
+if TYPE_CHECKING:
+    from ..stacks.model import Revision
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("show", help="show a stack's revisions and patches (what is imported, what is missing)")
     p.add_argument("stack")
     p.add_argument("revision", nargs="?", help="vN (default: every revision)")
@@ -37,6 +39,8 @@ def _text(rev: Revision) -> list[str]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack, stack_json
     st = load_stack(ctx.ws, args.stack)
     only = parse_version(args.revision) if args.revision else None
     data = stack_json(st, only)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import cast
 
 from ..context import Context
 from ..errors import UserError
-from ..trees import add_debian, add_path, list_trees
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tree", help="kernel trees: adopt a checkout or make one from Debian's linux-source")
     tsub = p.add_subparsers(dest="tree_cmd", metavar="SUBCOMMAND")
     a = tsub.add_parser("add", help="register a kernel tree")
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from ..trees import add_debian, add_path, list_trees
     ws = ctx.ws
     if args.tree_cmd == "add":
         start = time.monotonic()
@@ -36,12 +37,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         else:
             tree = add_debian(ws, args.name, args.debian, log=ctx.info)
         data = {**tree.to_json(), "seconds": round(time.monotonic() - start, 1)}
-        ctx.emit(data, f"tree {tree.name} ({tree.kind}): {tree.path}  tags: {' '.join(data['tags']) or '-'}")
+        tags = cast("list[str]", data["tags"])
+        ctx.emit(data, f"tree {tree.name} ({tree.kind}): {tree.path}  tags: {' '.join(tags) or '-'}")
         return 0
     if args.tree_cmd == "list":
         trees = list_trees(ws)
-        data = {"trees": [t.to_json() for t in trees]}
-        text = "\n".join(f"{t['name']:<12} {t['kind']:<7} {t['path']}  {' '.join(t['tags'])}" for t in data["trees"])
-        ctx.emit(data, text or "no kernel trees registered (series tree add NAME --debian 6.12)")
+        rows = [t.to_json() for t in trees]
+        text = "\n".join(f"{t['name']:<12} {t['kind']:<7} {t['path']}  {' '.join(cast('list[str]', t['tags']))}"
+                         for t in rows)
+        ctx.emit({"trees": rows}, text or "no kernel trees registered (series tree add NAME --debian 6.12)")
         return 0
     raise UserError("series tree: say add or list (series tree --help)")

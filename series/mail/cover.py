@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
@@ -25,9 +24,9 @@ from typing import Any
 import jinja2
 
 from .. import __version__
-from ..errors import InfraError, UserError
+from ..errors import UserError
+from ..patch import Patch, format_diffstat, sum_numstats
 from ..stacks.lineage import Pair, pair_revisions, range_diff_text
-from ..stacks.mailbox import mailinfo
 from ..stacks.model import Revision, Stack
 from ..workspace import Workspace
 from .changelog import Changelog, compute_changelog
@@ -84,47 +83,8 @@ def _name(author: str) -> str:
 
 def diffstat_of_patches(rev: Revision) -> str:
     """A diffstat of the whole revision from its patches alone (no repository needed):
-    `git apply --numstat` per patch, summed per file."""
-    per: "OrderedDict[str, list[int]]" = OrderedDict()
-    for p in rev.imported_patches():
-        assert p.file is not None
-        _, _, diff = mailinfo(Path(p.file).read_bytes())
-        try:
-            proc = subprocess.run(["git", "apply", "--numstat", "-"], input=diff.encode(), capture_output=True, cwd="/")
-        except FileNotFoundError as e:
-            raise InfraError("git is not installed") from e
-        for line in proc.stdout.decode(errors="replace").splitlines():
-            parts = line.split("\t", 2)
-            if len(parts) == 3:
-                a, d = (int(x) if x.isdigit() else 0 for x in parts[:2])
-                acc = per.setdefault(parts[2], [0, 0])
-                acc[0] += a
-                acc[1] += d
-    return format_stat(per)
-
-
-def format_stat(per: "OrderedDict[str, list[int]]") -> str:
-    if not per:
-        return ""
-    names = sorted(per)
-    nw = max(len(n) for n in names)
-    most = max(a + d for a, d in per.values()) or 1
-    cw = len(str(most))
-    room = max(10, 79 - nw - cw - 4)
-    out = []
-    for n in names:
-        a, d = per[n]
-        scale = min(1.0, room / most)
-        pa, pd = int(round(a * scale)) if a else 0, int(round(d * scale)) if d else 0
-        pa, pd = (max(pa, 1) if a else 0), (max(pd, 1) if d else 0)
-        out.append(f" {n:<{nw}} | {a + d:>{cw}} {'+' * pa}{'-' * pd}".rstrip())
-    ins, dels = sum(a for a, _ in per.values()), sum(d for _, d in per.values())
-    summ = f" {len(per)} file{'s' if len(per) != 1 else ''} changed"
-    if ins:
-        summ += f", {ins} insertion{'s' if ins != 1 else ''}(+)"
-    if dels:
-        summ += f", {dels} deletion{'s' if dels != 1 else ''}(-)"
-    return "\n".join(out + [summ])
+    per file, the lines its patches add and remove, laid out like `git diff --stat`."""
+    return format_diffstat(sum_numstats(Patch.load(p.file) for p in rev.imported_patches() if p.file))
 
 
 def prerequisite_lines(rev: Revision) -> str:

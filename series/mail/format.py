@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InfraError, UserError
-from ..stacks.mailbox import mailinfo
+from ..patch import Patch, patch_filename
 from ..stacks.model import PatchInfo, Revision, Stack
 from ..workspace import Workspace
 from .changelog import Changelog
@@ -72,7 +72,11 @@ class MailSet:
     notes: list[str] = field(default_factory=list)
 
     def mbox_bytes(self) -> bytes:
-        """mboxrd: a `From ` line per message, `>`-quoting of `From ` lines in bodies."""
+        """mboxrd: a `From ` line per message, `>`-quoting of `From ` lines in bodies.
+        Written here, not by `mailbox.mbox` or b4's `save_mboxrd_mbox`: both quote
+        mboxo-style (a body line `>From ` is not quoted again, so an mboxrd reader
+        loses its `>`), and b4 re-generates the headers (our folded To/Cc) under its
+        own `From mboxrd@z` line; neither gives these bytes."""
         out = []
         for m in self.mails:
             raw = m.as_bytes().decode("utf-8")
@@ -264,9 +268,10 @@ _SIG = re.compile(r"\n-- \n[^\n]*\n*\Z")
 def patch_body(p: PatchInfo, sender: str, notes: list[str], signature: str) -> tuple[str, str]:
     """(subject without prefix, body) of a patch mail made from the posted patch file."""
     assert p.file is not None
-    info, message, diffpart = mailinfo(Path(p.file).read_bytes())
-    subject = info.get("Subject", p.subject).strip() or p.subject
-    author = f"{info.get('Author', '')} <{info.get('Email', '')}>" if info.get("Email") else p.author
+    patch = Patch.load(p.file)
+    message, diffpart = patch.message, patch.diff
+    subject = patch.subject.strip() or p.subject
+    author = f"{patch.author_name} <{patch.author_email}>" if patch.author_email else p.author
     out = []
     if author and email.utils.parseaddr(author)[1].lower() != email.utils.parseaddr(sender)[1].lower():
         out.append(f"From: {author}\n\n")
@@ -379,11 +384,6 @@ def build_mails(ws: Workspace, stack: Stack, rev: Revision, changelog: Changelog
         subj, body = patch_body(p, sender, changelog.per_patch.get(p.index, []), sig)
         subject = f"{subject_prefix(rev, n, total)} {subj}"
         mid = message_id(stack, rev, n, chash, domain)
-        mails.append(OutMail(n, f"{n:04d}-{_slug(subj)}.patch", subject, mid, headers(n, subject, mid), body))
+        mails.append(OutMail(n, patch_filename(n, subj), subject, mid, headers(n, subject, mid), body))
     return MailSet(stack=stack.name, version=rev.version, total=total, mails=mails, to=to, cc=cc,
                    recipients_from=source, base_commit=opts.base_commit, change_id=cid, notes=notes)
-
-
-def _slug(subject: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "-", subject).strip("-")
-    return s[:52].rstrip("-") or "patch"

@@ -20,7 +20,7 @@ from ..trees import Tree, materialize, resolve_ref
 from ..workspace import Workspace
 from .cover import cover_input
 from .format import MailOptions, MailSet, build_mails, refuse_incomplete
-from .validate import am_roundtrip, apply_in_worktree, b4_problems, check_headers, refuse_conflicts, scratch_dir, stack_items
+from .validate import am_roundtrip, apply_in_worktree, b4_problems, check_headers, refuse_conflicts, stack_items
 
 
 def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref: str, *,
@@ -29,7 +29,7 @@ def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref:
                   say: Callable[[str], None] = lambda _m: None) -> tuple[MailSet, Any, str]:
     refuse_incomplete(st, rev)
     base = resolve_ref(tree, base_ref)
-    scratch = scratch_dir(ws.cache, st.name, rev.version)
+    scratch = ws.cache.mail_scratch(st.name, rev.version)
     try:
         say(f"applying {st.name} v{rev.version} onto {base[:12]} in a scratch worktree")
         applied = apply_in_worktree(tree.work_repo, base, stack_items(rev.imported_patches()), scratch)
@@ -37,7 +37,7 @@ def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref:
         gm_root = None
         if use_get_maintainer and (to is None or cc is None):
             with contextlib.suppress(UserError):
-                root = materialize(tree, base, ["scripts", "MAINTAINERS"])
+                root = materialize(tree, base, ["scripts", "MAINTAINERS"], cache=ws.cache)
                 if (root / "scripts" / "get_maintainer.pl").is_file() and (root / "MAINTAINERS").is_file():
                     gm_root = root
         ci = cover_input(ws, st, rev, base_commit=base, diffstat=applied.diffstat)
@@ -49,7 +49,7 @@ def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref:
         assert applied.tree is not None
         problems += am_roundtrip(tree.work_repo, base, ms, applied.tree, scratch)
     finally:
-        shutil.rmtree(scratch.parent, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     if problems:
         raise StageFailed(f"{st.name} v{rev.version}: the generated mails do not validate: " + "; ".join(problems))
     return ms, applied, base

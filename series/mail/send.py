@@ -8,11 +8,10 @@ To/Cc only from the files' headers (author, self and body Cc's suppressed).
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import git
 from ..errors import InfraError, StageFailed, UserError
 from ..workspace import Workspace
 
@@ -42,21 +41,17 @@ def smtp_server(ws: Workspace, arg: str | None) -> tuple[str, int]:
 
 
 def have_send_email() -> bool:
-    try:
-        exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return os.access(Path(exec_path) / "git-send-email", os.X_OK)
+    return git.has_command("send-email")
 
 
-def _cmd(files: list[Path], host: str, port: int, sender: str, dry_run: bool) -> list[str]:
-    cmd = ["git", "send-email", "--confirm=never", "--no-thread", "--suppress-cc=author", "--suppress-cc=self", "--suppress-cc=body", "--no-chain-reply-to",
+def _options(host: str, port: int, sender: str, dry_run: bool) -> list[str]:
+    cmd = ["--confirm=never", "--no-thread", "--suppress-cc=author", "--suppress-cc=self", "--suppress-cc=body", "--no-chain-reply-to",
            "--no-validate", "--8bit-encoding=UTF-8", "--transfer-encoding=8bit", "--no-format-patch",
            f"--from={sender}", f"--envelope-sender={_bare(sender)}",
            f"--smtp-server={host}", f"--smtp-server-port={port}", "--smtp-encryption=none", "--quiet"]
     if dry_run:
         cmd.append("--dry-run")
-    return cmd + [str(f) for f in files]
+    return cmd
 
 
 def _bare(addr: str) -> str:
@@ -68,13 +63,12 @@ def send_files(files: list[Path], host: str, port: int, sender: str, *, cwd: Pat
     """Dry run, then send.  InfraError when git send-email is absent; StageFailed when sending fails."""
     if not have_send_email():
         raise InfraError("git send-email is not installed (apt-get install git-email)")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     out = []
     for dry in (True, False):
-        proc = subprocess.run(_cmd(files, host, port, sender, dry), cwd=cwd, capture_output=True, text=True,
-                              env=env, timeout=600)
+        proc = git.send_email(files, _options(host, port, sender, dry), cwd=cwd, timeout=600)
+        stdout, stderr = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            why = (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
             raise StageFailed(f"git send-email{' --dry-run' if dry else ''} failed: {why}")
-        out.append(proc.stdout + proc.stderr)
+        out.append(stdout + stderr)
     return SendResult(dry_run=out[0], sent=out[1], server=f"{host}:{port}")

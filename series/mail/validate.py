@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +16,8 @@ import b4
 from liblore.utils import split_mbox_as_bytes
 
 from ..errors import UserError
-from ..git import Git
+from ..git import Git, Repo, Worktree
 from ..patchfiles import touched_paths
-from ..trees import fill_sparse
 from ..stacks.mailbox import _parse
 from ..stacks.model import PatchInfo
 from .format import MailSet, check_header_value
@@ -88,18 +84,14 @@ def _am_one(g: Git, data: bytes) -> tuple[bool, str]:
 
 
 def apply_in_worktree(work_repo: Path, base: str, items: list[tuple[int, str, bytes]], scratch: Path) -> Applied:
-    """`git am` each item onto `base` in a detached scratch worktree of `work_repo`.
+    """`git am` each item onto `base` in a detached worktree of `work_repo` made
+    under the directory `scratch` and removed afterwards.
     items: (index, subject, mail bytes).  Every patch is tried (a failed one skipped),
     so all the conflicting ones are named."""
-    g = Git(work_repo)
-    scratch.parent.mkdir(parents=True, exist_ok=True)
-    wt = Path(tempfile.mkdtemp(prefix="am-", dir=scratch.parent))
-    shutil.rmtree(wt)
-    g.run("worktree", "add", "--quiet", "--no-checkout", "--detach", str(wt), base)
-    try:
-        # Only the files the patches touch are written (a kernel checkout is ~90k files).
-        fill_sparse(wt, touched_paths(data.decode("utf-8", "replace") for _, _, data in items))
-        wg = Git(wt)
+    # Only the files the patches touch are written (a kernel checkout is ~90k files).
+    sparse = touched_paths(data.decode("utf-8", "replace") for _, _, data in items)
+    with Worktree.temporary(Repo(work_repo), scratch, base, sparse=sparse, prefix="am-") as wt:
+        wg = wt.git
         res = Applied(ok=True)
         for idx, subject, data in items:
             ok, why = _am_one(wg, data)
@@ -110,11 +102,6 @@ def apply_in_worktree(work_repo: Path, base: str, items: list[tuple[int, str, by
         res.tree = wg.run("rev-parse", "HEAD^{tree}")
         res.diffstat = wg.run("diff", "--stat", "--summary", base, "HEAD", strip=False).rstrip()
         return res
-    finally:
-        g.run_proc("worktree", "remove", "--force", "--force", str(wt))
-        if wt.exists():
-            shutil.rmtree(wt, ignore_errors=True)
-        g.run_proc("worktree", "prune")
 
 
 def stack_items(patches: list[PatchInfo]) -> list[tuple[int, str, bytes]]:
@@ -143,6 +130,3 @@ def am_roundtrip(work_repo: Path, base: str, ms: MailSet, expected_tree: str, sc
         problems.append(f"git am of the mails gives tree {got.tree}, the stack gives {expected_tree}: {diff}")
     return problems
 
-
-def scratch_dir(cache: Path, stack: str, version: int) -> Path:
-    return cache / "mail" / f"{stack}-v{version}-{os.getpid()}" / "wt"

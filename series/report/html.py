@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jinja2
@@ -33,7 +34,7 @@ class _Obj:
             return [_Obj(x) if isinstance(x, dict) else x for x in v]
         return v
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self) -> "Iterator[str]":
         return iter(self._d)
 
     def __bool__(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from ..pipeline.status import status_of
+
 
 def item_name(item: dict[str, Any]) -> str:
     if "index" in item:
@@ -18,22 +20,18 @@ def to_junit(results: dict[str, Any]) -> str:
     total = failures = errors = skipped = 0
     for st in results.get("stages", []):
         items = st.get("items") or [{"name": st["name"], "status": st["status"], "summary": st.get("summary", "")}]
-        s_fail = sum(1 for i in items if i.get("status") == "fail")
-        s_err = sum(1 for i in items if i.get("status") == "error")
-        s_skip = sum(1 for i in items if i.get("status") in ("skip", "missing"))
+        kinds = [status_of(str(i.get("status"))).junit for i in items]
+        s_fail, s_err, s_skip = kinds.count("failure"), kinds.count("error"), kinds.count("skipped")
         suite = ET.SubElement(suites, "testsuite", name=st["name"], tests=str(len(items)), failures=str(s_fail),
                               errors=str(s_err), skipped=str(s_skip), time=f"{st.get('duration_s', 0):.3f}")
-        for it in items:
+        for it, kind in zip(items, kinds):
             tc = ET.SubElement(suite, "testcase", classname=f"series.{st['name']}", name=item_name(it),
                                time=f"{float(it.get('duration_s') or 0):.3f}")
             msg = str(it.get("summary") or it.get("reason") or it.get("message") or "")
-            status = it.get("status")
-            if status == "fail":
-                ET.SubElement(tc, "failure", message=msg[:500]).text = _details(it)
-            elif status == "error":
-                ET.SubElement(tc, "error", message=msg[:500]).text = _details(it)
-            elif status in ("skip", "missing"):
-                ET.SubElement(tc, "skipped", message=msg[:500] or str(status))
+            if kind in ("failure", "error"):
+                ET.SubElement(tc, kind, message=msg[:500]).text = _details(it)
+            elif kind == "skipped":
+                ET.SubElement(tc, "skipped", message=msg[:500] or str(it.get("status")))
             elif msg:
                 ET.SubElement(tc, "system-out").text = msg
         total += len(items)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-STATE = {"pass": "success", "warn": "warning", "fail": "fail", "error": "fail", "skip": "pending",
-         "applied": "success", "fuzz": "warning", "already-present": "warning", "conflict": "fail",
-         "missing": "pending"}
+from ..pipeline.status import status_of
+
 
 
 def to_checks(results: dict[str, Any], target_url: str = "") -> list[dict[str, Any]]:
@@ -21,7 +20,7 @@ def to_checks(results: dict[str, Any], target_url: str = "") -> list[dict[str, A
                 "patch_index": it["index"],
                 "message_id": msgids.get(it["index"]),
                 "context": f"series-{st['name']}",
-                "state": STATE.get(str(it.get("status")), "pending"),
+                "state": status_of(str(it.get("status"))).patchwork,
                 "description": str(it.get("summary") or it.get("status"))[:255],
                 "target_url": target_url,
             })

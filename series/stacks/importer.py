@@ -21,6 +21,7 @@ import tomli_w
 
 from ..errors import UserError
 from ..git import patch_id
+from ..patch import patch_filename
 from ..workspace import Workspace, check_stack_name
 from liblore.utils import split_mbox_as_bytes
 
@@ -46,8 +47,7 @@ class ImportedPatch:
 
     @property
     def filename(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.subject).strip("-")[:52].rstrip("-")
-        return f"{self.index:04d}-{slug or 'patch'}.patch"
+        return patch_filename(self.index, self.subject)
 
 
 @dataclass

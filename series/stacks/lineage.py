@@ -12,16 +12,17 @@ is `missing`, never `removed`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .mailbox import mailinfo
+from ..patch import Patch
 from .model import PatchInfo, Revision
 
 THRESHOLD = 0.35          # below this, two patches are different patches
-_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
 
 
 @dataclass
@@ -43,27 +44,15 @@ class Pair:
 @dataclass
 class Parsed:
     info: PatchInfo
-    message: str
-    diff_lines: list[str]
-    text: str
+    patch: Patch
 
+    @property
+    def message(self) -> str:
+        return self.patch.message
 
-def normalise_diff(diff: str) -> list[str]:
-    out: list[str] = []
-    started = False
-    for line in diff.splitlines():
-        if line.startswith("diff --git "):
-            started = True
-        if not started or line.startswith("index "):
-            continue                      # the diffstat, blob ids
-        if line == "-- ":
-            break                         # the signature
-
-        if line.startswith("@@"):
-            m = _HUNK.match(line)
-            line = "@@" + (line[m.end():] if m else "")
-        out.append(line)
-    return out
+    @property
+    def diff_lines(self) -> list[str]:
+        return self.patch.normalised_lines
 
 
 def _message_body(message: str) -> str:
@@ -72,9 +61,7 @@ def _message_body(message: str) -> str:
 
 def parse_patch(p: PatchInfo) -> Parsed:
     assert p.file is not None
-    raw = Path(p.file).read_bytes()
-    _, message, diff = mailinfo(raw, str(p.file))
-    return Parsed(info=p, message=message, diff_lines=normalise_diff(diff), text=diff)
+    return Parsed(info=p, patch=Patch.load(p.file))
 
 
 def similarity(a: Parsed, b: Parsed) -> float:
@@ -96,7 +83,46 @@ def _subject_sim(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
 
 
+def _file_stamp(f: Path | None) -> tuple[int, int, int] | None:
+    if f is None:
+        return None
+    try:
+        st = Path(f).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _revision_key(rev: Revision) -> tuple[object, ...]:
+    """Everything pairing reads of a revision: its slots, and per patch the facts and
+    the file's identity (so an edited or re-imported patch is a new key)."""
+    return (rev.version, tuple(rev.indexes), tuple(rev.missing),
+            tuple((p.index, p.subject, p.patch_id, p.imported, str(p.file) if p.file else None,
+                   _file_stamp(p.file)) for p in sorted(rev.patches, key=lambda p: p.index)))
+
+
+_PAIRS: dict[tuple[object, ...], list[Pair]] = {}
+_PAIRS_LOCK = threading.Lock()
+_PAIRS_MAX = 64
+
+
 def pair_revisions(old: Revision, new: Revision) -> list[Pair]:
+    """Pairs of `old` and `new` (see the module's doc).  Computed once per process for
+    the same two revisions (check, changelog and cover of one `series ci` ask for the
+    same pairing); each caller gets its own copies."""
+    key = (_revision_key(old), _revision_key(new))
+    with _PAIRS_LOCK:
+        hit = _PAIRS.get(key)
+    if hit is None:
+        hit = _pair_revisions(old, new)
+        with _PAIRS_LOCK:
+            if len(_PAIRS) >= _PAIRS_MAX:
+                _PAIRS.pop(next(iter(_PAIRS)))
+            _PAIRS[key] = hit
+    return [dataclasses.replace(p) for p in hit]
+
+
+def _pair_revisions(old: Revision, new: Revision) -> list[Pair]:
     po = {p.index: parse_patch(p) for p in old.imported_patches()}
     pn = {p.index: parse_patch(p) for p in new.imported_patches()}
     scores = sorted(((similarity(a, b), i, j) for i, a in po.items() for j, b in pn.items()), reverse=True)
@@ -170,8 +196,8 @@ def range_diff_text(old: Revision, new: Revision, pairs: list[Pair]) -> str:
             out.append(f"    @@ Subject: {pr.old_subject}")
             out.append(f"    ## Subject: {pr.new_subject}")
         if pr.status == "changed" and pr.old in po and pr.new in pn:
-            a = po[pr.old].message.splitlines() + ["---"] + normalise_diff(po[pr.old].text)
-            b = pn[pr.new].message.splitlines() + ["---"] + normalise_diff(pn[pr.new].text)
+            a = po[pr.old].message.splitlines() + ["---"] + po[pr.old].diff_lines
+            b = pn[pr.new].message.splitlines() + ["---"] + pn[pr.new].diff_lines
             for line in list(difflib.unified_diff(a, b, lineterm="", n=2))[2:]:
                 out.append("    " + line)
             out.append("")

@@ -82,14 +82,17 @@ def _with_message_id(raw: bytes) -> bytes:
     return header + raw
 
 
-def mailinfo(raw: bytes, what: str = "a mail") -> tuple[dict[str, str], str, str]:
+def mailinfo(raw: bytes, what: str = "a mail") -> tuple[dict[str, str], str, bytes]:
     """git mailinfo through b4: (info, commit message, patch).  Honours the in-body From.
+    The patch part stays bytes (what `git am` applies; a diff of a file that is not
+    UTF-8 must reach GNU patch unchanged).  This is the one mailinfo of series:
+    `series.patch.Patch` reads patch files through it.
     A mail git cannot read is the user's input: UserError naming `what`."""
     try:
         info, m, p = b4.get_mailinfo(raw, scissors=False)
     except ValueError:
         raise UserError(f"{what}: git mailinfo cannot read it (not a mail with a patch?)") from None
-    return info, m.decode("utf-8", "replace"), p.decode("utf-8", "replace")
+    return info, m.decode("utf-8", "replace"), bytes(p)
 
 
 def clean_header(value: object) -> str:

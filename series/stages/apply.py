@@ -12,26 +12,25 @@ from the mail): `git am -3` when the preimage blobs are in the repository,
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InfraError, UserError
-from ..git import Git
+from ..patch import FileChange, Patch
+from ..git import Git, Worktree
 from ..stacks.model import PatchInfo, Revision
 from ..patchfiles import revision_paths
-from ..trees import Tree, add_worktree, describe_ref, resolve_ref, set_sparse
+from ..trees import Tree, describe_ref, resolve_ref
 from ..workspace import Workspace
 
-HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 PATCH_HUNK_RE = re.compile(r"^Hunk #(\d+) (succeeded at -?\d+|FAILED at -?\d+|ignored)(.*)$")
-INDEX_RE = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})")
 
 
 # -- the report -------------------------------------------------------------------
@@ -116,82 +115,6 @@ class ApplyResult:
         return "\n".join(lines)
 
 
-# -- parsing diffs --------------------------------------------------------------------
-@dataclass
-class Hunk:
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FileDiff:
-    path: str
-    old_path: str | None
-    hunks: list[Hunk] = field(default_factory=list)
-    old_blob: str | None = None
-    new_file: bool = False
-    deleted: bool = False
-
-
-def _strip_prefix(p: str) -> str | None:
-    p = p.split("\t")[0].strip()
-    if p == "/dev/null":
-        return None
-    return p.split("/", 1)[1] if "/" in p else p
-
-
-def parse_diff(text: str) -> list[FileDiff]:
-    """Files and hunks of a unified (git) diff, with each hunk's added and removed lines."""
-    files: list[FileDiff] = []
-    lines = text.splitlines()
-    i = 0
-    old_blob: str | None = None
-    pending_old: str | None = None
-    new_file = deleted = False
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("diff --git "):
-            old_blob, new_file, deleted = None, False, False
-        elif line.startswith("new file mode"):
-            new_file = True
-        elif line.startswith("deleted file mode"):
-            deleted = True
-        elif (m := INDEX_RE.match(line)):
-            old_blob = m.group(1)
-        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            pending_old = _strip_prefix(line[4:])
-            new = _strip_prefix(lines[i + 1][4:])
-            files.append(FileDiff(path=new or pending_old or "?", old_path=pending_old, old_blob=old_blob,
-                                  new_file=new_file or pending_old is None, deleted=deleted or new is None))
-            i += 2
-            continue
-        elif (m := HUNK_RE.match(line)) and files:
-            old_n = int(m.group(2)) if m.group(2) is not None else 1
-            new_n = int(m.group(4)) if m.group(4) is not None else 1
-            h = Hunk()
-            i += 1
-            while i < len(lines) and (old_n > 0 or new_n > 0):
-                ln = lines[i]
-                if ln.startswith("\\"):
-                    i += 1
-                    continue
-                tag, body = (ln[:1], ln[1:]) if ln else (" ", "")
-                if tag == "+":
-                    h.added.append(body)
-                    new_n -= 1
-                elif tag == "-":
-                    h.removed.append(body)
-                    old_n -= 1
-                else:
-                    old_n -= 1
-                    new_n -= 1
-                i += 1
-            files[-1].hunks.append(h)
-            continue
-        i += 1
-    return files
-
-
 # -- GNU patch ---------------------------------------------------------------------
 def _patch_cmd() -> str:
     exe = shutil.which("patch")
@@ -209,8 +132,9 @@ def run_patch(worktree: Path, diff_file: Path, *, dry_run: bool, reverse: bool =
     return subprocess.run(args, cwd=worktree, capture_output=True, text=True, errors="replace")
 
 
-def hunk_report(files: list[FileDiff], output: str) -> list[FileReport]:
-    """Per-file counts from `patch --verbose` output, matched to the diff's files in order."""
+def hunk_report(files: Sequence[FileChange], output: str) -> list[FileReport]:
+    """Per-file counts from `patch --verbose` output, matched to the diff's files in order
+    (the files with hunks: `Patch.text_files`)."""
     sections: list[list[str]] = []
     for line in output.splitlines():
         if line.startswith(("checking file ", "patching file ", "can't find file to patch")):
@@ -244,7 +168,7 @@ def hunk_report(files: list[FileDiff], output: str) -> list[FileReport]:
 
 
 # -- already present ------------------------------------------------------------------
-def _subsequence(needles: list[str], hay: list[str]) -> bool:
+def _subsequence(needles: Sequence[str], hay: list[str]) -> bool:
     """The lines appear in this order and close together (within a window a few
     times the hunk's size), not merely somewhere in the file."""
     want = [n.rstrip() for n in needles]
@@ -265,14 +189,14 @@ def _subsequence(needles: list[str], hay: list[str]) -> bool:
     return False
 
 
-def added_lines_present(worktree: Path, files: list[FileDiff]) -> bool:
+def added_lines_present(worktree: Path, files: Sequence[FileChange]) -> bool:
     """True when, in every file, every hunk's added lines are present (in order);
     a hunk that only removes lines counts when its removed block is gone."""
     if not files:
         return False
     for fd in files:
         f = worktree / fd.path
-        if fd.deleted:
+        if fd.is_removed:
             if f.exists():
                 return False
             continue
@@ -288,7 +212,7 @@ def added_lines_present(worktree: Path, files: list[FileDiff]) -> bool:
     return True
 
 
-def _contiguous(block: list[str], hay: list[str]) -> bool:
+def _contiguous(block: Sequence[str], hay: list[str]) -> bool:
     b = [x.rstrip() for x in block]
     for i in range(len(hay) - len(b) + 1):
         if hay[i:i + len(b)] == b:
@@ -296,7 +220,7 @@ def _contiguous(block: list[str], hay: list[str]) -> bool:
     return False
 
 
-def already_present(g: Git, worktree: Path, diff_file: Path, files: list[FileDiff]) -> str | None:
+def already_present(g: Git, worktree: Path, diff_file: Path, files: Sequence[FileChange]) -> str | None:
     """How the change was found in the tree, or None."""
     if g.run_proc("apply", "--reverse", "--check", str(diff_file)).returncode == 0:
         return "reverse-applies"
@@ -305,43 +229,21 @@ def already_present(g: Git, worktree: Path, diff_file: Path, files: list[FileDif
     return None
 
 
-# -- mails ----------------------------------------------------------------------------
-@dataclass
-class MailInfo:
-    author: str
-    email: str
-    date: str
-    subject: str
-    message: str
-    diff_file: Path
-
-
-def mailinfo(g: Git, patch_file: Path, tmp: Path) -> MailInfo:
-    msg, diff = tmp / "msg", tmp / "diff"
-    out = g.run("mailinfo", "--scissors", str(msg), str(diff), input=patch_file.read_bytes())
-    info: dict[str, str] = {}
-    for line in out.splitlines():
-        k, _, v = line.partition(": ")
-        info[k] = v
-    subject = info.get("Subject", "")
-    body = msg.read_text(errors="replace").strip()
-    message = subject + ("\n\n" + body if body else "") + "\n"
-    return MailInfo(author=info.get("Author", ""), email=info.get("Email", ""), date=info.get("Date", ""),
-                    subject=subject, message=message, diff_file=diff)
-
-
-def commit_worktree(g: Git, mi: MailInfo) -> str:
+# -- commits ----------------------------------------------------------------------------
+def commit_worktree(g: Git, patch: Patch) -> str:
+    """Commit the worktree as `git am` would commit the patch (author, date, message)."""
     g.run("add", "-A", "-f", ".")
-    env = {"GIT_AUTHOR_NAME": mi.author or "unknown", "GIT_AUTHOR_EMAIL": mi.email or "unknown@localhost"}
-    if mi.date:
-        env["GIT_AUTHOR_DATE"] = mi.date
-    g.run("commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-", input=mi.message, env=env)
+    env = {"GIT_AUTHOR_NAME": patch.author_name or "unknown",
+           "GIT_AUTHOR_EMAIL": patch.author_email or "unknown@localhost"}
+    if patch.date:
+        env["GIT_AUTHOR_DATE"] = patch.date
+    g.run("commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-", input=patch.commit_message, env=env)
     return g.rev_parse("HEAD")
 
 
-def preimage_blobs_exist(g: Git, files: list[FileDiff]) -> bool:
+def preimage_blobs_exist(g: Git, files: Sequence[FileChange]) -> bool:
     blobs = [f.old_blob for f in files if f.old_blob and set(f.old_blob) != {"0"}]
-    if not blobs or len(blobs) != len([f for f in files if not f.new_file]):
+    if not blobs or len(blobs) != len([f for f in files if not f.is_added]):
         return False
     out = g.run("cat-file", "--batch-check", input="\n".join(blobs) + "\n")
     return all(line.split()[1:2] == ["blob"] for line in out.splitlines()) and len(out.splitlines()) == len(blobs)
@@ -367,10 +269,12 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
     assert p.file is not None
     pdir = log_dir / f"{p.index:04d}"
     pdir.mkdir(parents=True, exist_ok=True)
-    mi = mailinfo(g, Path(p.file), pdir)
-    files = parse_diff(mi.diff_file.read_text(errors="replace"))
-    rep = PatchReport(index=p.index, subject=p.subject or mi.subject, status="conflict")
-    dry = run_patch(worktree, mi.diff_file, dry_run=True)
+    patch = Patch.load(p.file)
+    files = patch.text_files
+    diff_file = pdir / "diff"           # what GNU patch and `git apply` read: the mail's patch part
+    diff_file.write_bytes(patch.diff_bytes)
+    rep = PatchReport(index=p.index, subject=p.subject or patch.subject, status="conflict")
+    dry = run_patch(worktree, diff_file, dry_run=True)
     (pdir / "patch-dry-run.log").write_text(dry.stdout + dry.stderr)
     rep.files = hunk_report(files, dry.stdout)
     rejected = sum(f.rejected for f in rep.files)
@@ -385,7 +289,7 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
     if rejected or inexact:
         # Before applying with offset/fuzz, ask whether the change is already there:
         # fuzz can apply an already-merged hunk a second time.
-        how = already_present(g, worktree, mi.diff_file, files)
+        how = already_present(g, worktree, diff_file, files)
         if how:
             rep.status, rep.how = "already-present", how
             return rep
@@ -395,12 +299,12 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
             rep.method = "git-am-3way" if blobs else "git-am"
         else:
             reset_worktree(g)
-            res = run_patch(worktree, mi.diff_file, dry_run=False)
+            res = run_patch(worktree, diff_file, dry_run=False)
             (pdir / "patch.log").write_text(res.stdout + res.stderr)
             if res.returncode != 0:
                 reset_worktree(g)
                 raise InfraError(f"patch {p.index}: GNU patch dry run succeeded but the real run failed (see {pdir})")
-            commit_worktree(g, mi)
+            commit_worktree(g, patch)
             rep.method = "patch"
         rep.commit = g.rev_parse("HEAD")
         rep.status = "fuzz" if inexact else "applied"
@@ -423,7 +327,7 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
 
     # A conflict: keep the rejected hunks in the log directory.
     rep.status = "conflict"
-    res = run_patch(worktree, mi.diff_file, dry_run=False)
+    res = run_patch(worktree, diff_file, dry_run=False)
     (pdir / "patch.log").write_text(res.stdout + res.stderr)
     rej_dir = pdir / "rejects"
     for line in g.run("ls-files", "-o", "-z", strip=False).split("\0"):
@@ -447,47 +351,36 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
 
 
 # -- a revision ---------------------------------------------------------------------
-def new_log_dir(ws: Workspace, cmd: str, stack: str) -> Path:
+def new_log_dir(ws: Workspace, cmd: str, stack: str, version: int | None = None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    d = ws.runs / f"{stamp}-{cmd}-{stack}"
+    d = ws.cache.run_dir(stamp, cmd, stack, version)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def worktree_path(ws: Workspace, stack: str, version: int, base: str) -> Path:
-    return ws.cache / "worktrees" / f"{stack}-v{version}-{base[:12]}"
+def prepare_worktree(tree: Tree, path: Path, base: str, sparse: list[str] | None = None) -> Worktree:
+    """Our worktree at `path`, detached at `base` and clean: reused when healthy
+    (fast), else made anew.  With `sparse`, only those paths are checked out."""
+    return Worktree.open_or_add(tree.work_git, path, base, sparse=sparse)
 
 
-def prepare_worktree(tree: Tree, path: Path, base: str, branch: str, sparse: list[str] | None = None) -> Git:
-    """Reuse our worktree at `path` when it is healthy (fast), else make it anew.
-    With `sparse`, only those paths are checked out (see trees.add_worktree)."""
-    g = Git(path)
-    if path.is_dir() and (path / ".git").is_file():
-        try:
-            with contextlib.suppress(Exception):
-                g.run_proc("am", "--abort")
-            if sparse is not None:
-                set_sparse(path, sparse)
-            g.run("checkout", "--quiet", "-f", "-B", branch, base)
-            g.run("reset", "--quiet", "--hard", base)
-            g.run("clean", "-fdxq")
-            return g
-        except Exception:  # a broken leftover: start again
-            pass
-    add_worktree(tree, path, base, branch=branch, sparse=sparse)
-    return g
+def move_branch(tree: Tree, branch: str, new: str, old: str | None, message: str) -> None:
+    """Set our branch `branch` to `new`, compare-and-swap from `old` (None: absent)."""
+    tree.work_git.update_ref(f"refs/heads/{branch}", new, old, message)
 
 
 def apply_revision(ws: Workspace, stack: str, rev: Revision, tree: Tree, onto: str, *,
                    log_dir: Path | None = None, branch: str | None = None,
                    stop_on_conflict: bool = False, worktree: Path | None = None) -> ApplyResult:
-    """Apply `rev` onto `onto` in a worktree of ours on branch series/<stack>/v<N>."""
+    """Apply `rev` onto `onto` in a detached worktree of ours; then our branch
+    series/<stack>/v<N> is moved (compare-and-swap) to the result."""
     base = resolve_ref(tree, onto)
-    log_dir = log_dir or new_log_dir(ws, "apply", stack)
+    log_dir = log_dir or new_log_dir(ws, "apply", stack, rev.version)
     branch = branch or f"series/{stack}/v{rev.version}"
-    wt = worktree or worktree_path(ws, stack, rev.version, base)
+    branch_old = tree.work_git.ref_value(f"refs/heads/{branch}")
+    wt = worktree or ws.cache.apply_worktree(tree.name, stack, rev.version, base)
     sparse = revision_paths(rev)
-    g = prepare_worktree(tree, wt, base, branch, sparse=sparse)
+    g = prepare_worktree(tree, wt, base, sparse=sparse).git
     reports: list[PatchReport] = []
     stopped: int | None = None
     present = {p.index: p for p in rev.imported_patches()}
@@ -513,6 +406,8 @@ def apply_revision(ws: Workspace, stack: str, rev: Revision, tree: Tree, onto: s
         status = "partial"
     else:
         status = "applied"
+    move_branch(tree, branch, g.rev_parse("HEAD"), branch_old,
+                f"series apply: {stack} v{rev.version} onto {onto} ({base[:12]}): {status}")
     return ApplyResult(stack=stack, version=rev.version, onto=onto, base_commit=base, status=status,
                        patches=reports, worktree=wt, branch=branch, log_dir=log_dir,
                        base_desc=describe_ref(tree, base), stopped_at=stopped)

@@ -1,6 +1,6 @@
 """Boot a built kernel in qemu with the selftests in an initramfs, and judge it.
 
-The guest init (tools/initramfs/init) prints SERIES-TEST-BEGIN/END markers
+The guest init (series/data/init) prints SERIES-TEST-BEGIN/END markers
 around each test; the text between them is parsed as KTAP/TAP or as
 uffd-unit-tests output.  The whole console is scanned for kernel problems.
 Durations come from when the console bytes reached the host.
@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import SelftestBinary
+from ..cache import Cache
+from ..pipeline.result import StageResult
+from ..pipeline.status import Status
+from ..suites import BuiltSuite
 from .console import Problem, scan_console
 from .initramfs import GuestTest, make_initramfs
 from .ktap import TestCase, parse_ktap, parse_uffd_unit
 from .qemu import GuestRun, choose_accel, run_guest
-from .result import StageResult
 
 DEFAULT_BOOT_TIMEOUT_S = 600.0
 DEFAULT_TEST_TIMEOUT_S = 300
 BASE_CMDLINE = "console=ttyS0 panic=-1 softlockup_panic=0 hung_task_panic=0"
-UFFD_MOVE_TESTS = ("move", "move-pmd", "move-pmd-split")
 KSFT_SKIP = 4
 TIMEOUT_RCS = {124: "timed out", 137: "killed (timeout)", 143: "terminated (timeout)"}
 
@@ -35,17 +36,18 @@ _END_RE = re.compile(r"^SERIES-TEST-END (\S+) rc=(\d+)\s*$", re.MULTILINE)
 Progress = Callable[[str], None]
 
 
-def guest_tests(binaries: list[SelftestBinary]) -> list[GuestTest]:
-    """What to run in the guest for the binaries that were built."""
+def guest_tests(suites: list[BuiltSuite]) -> list[GuestTest]:
+    """What to run in the guest: every program of every suite that was built.
+    A suite's only program named like the suite reports as the suite; other
+    programs as `suite/program`."""
     out = []
-    for b in binaries:
-        if b.status != "built" or b.path is None:
+    for b in suites:
+        if b.status != "built":
             continue
-        if b.name == "uffd-unit-tests":
-            # -f is a substring filter: "move" selects move, move-pmd and move-pmd-split
-            out.append(GuestTest(name=b.name, binary=b.path, args="-f move", parser="uffd-unit"))
-        else:
-            out.append(GuestTest(name=b.name, binary=b.path, parser="ktap"))
+        for p in b.programs:
+            name = b.name if len(b.programs) == 1 and p.name == b.name else f"{b.name}/{p.name}"
+            out.append(GuestTest(name=name, binary=p.path, args=" ".join(p.args), parser=b.suite.parser,
+                                 suite=b.name, expect=b.suite.expect))
     return out
 
 
@@ -64,12 +66,12 @@ class BootResult:
                 "summary": self.stage.summary}
 
 
-def boot_and_test(bzimage: Path, binaries: list[SelftestBinary], *, work_dir: Path, cache: Path,
+def boot_and_test(bzimage: Path, suites: list[BuiltSuite], *, work_dir: Path, cache: Cache,
                   boot_timeout_s: float = DEFAULT_BOOT_TIMEOUT_S, test_timeout_s: int = DEFAULT_TEST_TIMEOUT_S,
                   cmdline_extra: str = "", accel: str | None = None, progress: Progress | None = None) -> BootResult:
     say = progress or (lambda _m: None)
     start = time.monotonic()
-    tests = guest_tests(binaries)
+    tests = guest_tests(suites)
     initrd = make_initramfs(work_dir / "initramfs.cpio", tests)
     why = "requested"
     if accel is None:
@@ -82,10 +84,11 @@ def boot_and_test(bzimage: Path, binaries: list[SelftestBinary], *, work_dir: Pa
     log = work_dir / "console.log"
     run = run_guest(bzimage, initrd, append, accel=accel, timeout_s=boot_timeout_s, log=log,
                     on_line=_line_progress(say), done_marker="SERIES-DONE")
-    cases, problems = analyse(run, tests, [b for b in binaries if b.status != "built"])
+    cases, problems = analyse(run, tests, [b for b in suites if b.status != "built"])
     fails = [c for c in cases if c.status == "fail"]
+    status: Status
     if problems or fails:
-        status = "fail"
+        status = Status.FAIL
         parts = []
         if problems:
             parts.append("kernel: " + ", ".join(sorted({p.kind for p in problems})))
@@ -93,9 +96,9 @@ def boot_and_test(bzimage: Path, binaries: list[SelftestBinary], *, work_dir: Pa
             parts.append(f"{len(fails)} test(s) failed")
         summary = "; ".join(parts)
     elif cases and all(c.status == "skip" for c in cases):
-        status, summary = "skip", "every test was skipped"
+        status, summary = Status.SKIP, "every test was skipped"
     else:
-        status = "pass"
+        status = Status.PASS
         summary = f"{sum(c.status == 'pass' for c in cases)} passed, {sum(c.status == 'skip' for c in cases)} skipped"
     stage = StageResult(name="test", status=status, duration_s=time.monotonic() - start, summary=summary,
                         items=[c.to_dict() for c in cases], log=str(log),
@@ -118,7 +121,7 @@ def _line_progress(say: Progress) -> Callable[[str], None]:
     return f
 
 
-def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[SelftestBinary]) -> tuple[list[TestCase], list[Problem]]:
+def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[BuiltSuite]) -> tuple[list[TestCase], list[Problem]]:
     """Test cases and kernel problems from a guest's console."""
     text = run.console
     problems = scan_console(text)
@@ -127,9 +130,9 @@ def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[SelftestBinar
         problems.append(Problem(kind="timeout", excerpt=f"guest killed after {run.duration_s:.0f}s\n" + "\n".join(tail)))
     died = run.timed_out or any(p.kind in ("panic", "no-init") for p in problems)
     cases: list[TestCase] = []
-    for b in not_built:
-        cases.append(TestCase(name=b.name, status="skip" if b.status == "skip" else "fail",
-                              reason=b.reason or "not built"))
+    for nb in not_built:
+        cases.append(TestCase(name=nb.name, status="skip" if nb.status == "skip" else "fail",
+                              reason=nb.reason or "not built"))
     begins = {m.group(1): m for m in _BEGIN_RE.finditer(text)}
     ends = {m.group(1): m for m in _END_RE.finditer(text)}
     for t in tests:
@@ -149,9 +152,10 @@ def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[SelftestBinar
             c.end += seg_start
             t0, t1 = run.time_at(c.start), run.time_at(c.end)
             c.duration_s = (t1 - t0) if t0 is not None and t1 is not None else None
-        if t.parser == "uffd-unit":
-            seen = {c.name.split("/")[1] for c in found if c.name.count("/") >= 2}
-            for want in UFFD_MOVE_TESTS:
+        if t.expect:
+            depth = t.name.count("/") + 1
+            seen = {c.name.split("/")[depth] for c in found if c.name.count("/") > depth}
+            for want in t.expect:
                 if want not in seen:
                     found.append(TestCase(name=f"{t.name}/{want}", status="fail" if e is None else "skip",
                                           reason="did not run: the test program or guest died" if e is None

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InfraError
-from ..fsutil import atomic_write_json
-from ..git import Git
-from .result import StageResult
+from ..cache import Cache
+from ..fsutil import atomic_write_json, atomic_write_text
+from ..git import Repo, Worktree
+from ..pipeline.result import StageResult
+from ..pipeline.status import Status
+from ..suites import BuiltProgram, BuiltSuite, Program, Suite, expand
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_FRAGMENT = REPO_ROOT / "tools" / "kconfig" / "uffd.config"
-KERNEL_TESTS_DIR = REPO_ROOT / "kernel-tests"
 MAX_ERROR_LINES = 8
 
 Progress = Callable[[str], None]
@@ -93,8 +93,8 @@ def fragment_hash(fragment: Path) -> str:
     return hashlib.sha256(fragment.read_bytes()).hexdigest()[:8]
 
 
-def build_dir_for(cache: Path, tree_name: str, base_commit: str, fragment: Path) -> Path:
-    return cache / "build" / f"{tree_name}-{base_commit[:12]}-{fragment_hash(fragment)}"
+def build_dir_for(cache: Cache, tree_name: str, base_commit: str, config_hash: str) -> Path:
+    return cache.build_dir(tree_name, base_commit, config_hash)
 
 
 def read_config(path: Path) -> dict[str, str]:
@@ -258,15 +258,19 @@ class BuildDir:
         return self.root / "base-warnings.json"
 
     def ensure_worktree(self, repo: Path, commit: str) -> None:
-        """A detached worktree of `repo` at `commit` (created once, then reused)."""
-        if (self.src / ".git").exists():
-            checkout(self.src, commit)
-            return
-        if self.src.exists():
-            shutil.rmtree(self.src)
-        g = Git(repo)
-        g.run("worktree", "prune")
-        g.run("worktree", "add", "--detach", "--force", str(self.src), commit)
+        """A detached worktree of `repo` at `commit` at the stable path src/: made
+        once, then moved by detached checkouts (make rebuilds only what changed)."""
+        r = Repo(repo)
+        if self.src.exists() and not Worktree(r, self.src).belongs_to_repo():
+            shutil.rmtree(self.src)  # not a worktree of ours: a leftover in our build directory
+        Worktree.open_or_add(r, self.src, commit, clean=False)
+
+    def write_fragment(self, text: str) -> Path:
+        """The merged config fragment of this build directory (rewritten only when it changed)."""
+        path = self.root / "config.fragment"
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+        return path
 
     def configured(self, fragment: Path) -> bool:
         stamp = self.root / "config.stamp"
@@ -296,7 +300,7 @@ class BuildDir:
 
 def checkout(worktree: Path, commit: str) -> None:
     """Move the build worktree to `commit`: only files that differ are rewritten."""
-    Git(worktree).run("checkout", "--detach", "--force", "--quiet", commit)
+    Worktree.at(worktree).checkout(commit)
 
 
 # -- the series -----------------------------------------------------------------
@@ -308,7 +312,7 @@ class SeriesBuild:
 
 
 def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, str]], *,
-                 fragment: Path = DEFAULT_FRAGMENT, per_patch: bool = True, jobs: int | None = None,
+                 fragment: Path, per_patch: bool = True, jobs: int | None = None,
                  progress: Progress | None = None, build_base: bool = True) -> SeriesBuild:
     """Build the base (entry index 0), then each commit (per_patch) or only the
     last one, in the same build directory.  The caller holds bd.lock."""
@@ -352,17 +356,18 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
             + (f", {len(new)} new warning(s)" if new else ""))
 
     patch_items = [i for i in items if i["index"] > 0]
+    status: Status
     if items and items[0]["index"] == 0 and items[0]["status"] == "fail":
-        status = "fail"
+        status = Status.FAIL
         summary = "the base does not build"
     elif any(i["status"] == "fail" for i in patch_items):
         bad = [str(i["index"]) for i in patch_items if i["status"] == "fail"]
-        status, summary = "fail", f"build fails at patch {', '.join(bad)}"
+        status, summary = Status.FAIL, f"build fails at patch {', '.join(bad)}"
     elif any(i["new_warnings"] for i in patch_items):
         warned = [str(i["index"]) for i in patch_items if i["new_warnings"]]
-        status, summary = "warn", f"new warnings at patch {', '.join(warned)}"
+        status, summary = Status.WARN, f"new warnings at patch {', '.join(warned)}"
     else:
-        status, summary = "pass", f"{len(patch_items)} patch build(s) ok"
+        status, summary = Status.PASS, f"{len(patch_items)} patch build(s) ok"
     stage = StageResult(name="build", status=status, duration_s=time.monotonic() - start, summary=summary,
                         items=items, log=str(bd.logs),
                         counts={"pass": sum(i["status"] == "pass" for i in items),
@@ -379,20 +384,7 @@ def _step_progress(say: Progress, label: str) -> Progress:
     return f
 
 
-# -- selftests ------------------------------------------------------------------
-@dataclass
-class SelftestBinary:
-    name: str
-    status: str                   # built | skip | fail
-    path: Path | None = None
-    reason: str = ""
-    log: Path | None = None
-    command: str = ""             # how it was built
-
-
-UFFD_UNIT_DIR = Path("tools/testing/selftests/mm")
-
-
+# -- test suites ------------------------------------------------------------------
 def install_headers(src: Path, obj: Path, *, log: Path) -> Path:
     rc, _ = _run_logged(["make", "-C", str(src), f"O={obj}", "headers"], cwd=src, log=log, env=_make_env())
     if rc != 0:
@@ -400,46 +392,49 @@ def install_headers(src: Path, obj: Path, *, log: Path) -> Path:
     return obj / "usr" / "include"
 
 
-def build_uffd_unit_tests(src: Path, hdr: Path, out_dir: Path, *, log: Path) -> SelftestBinary:
-    d = src / UFFD_UNIT_DIR
-    main = d / "uffd-unit-tests.c"
-    if not main.is_file():
-        return SelftestBinary("uffd-unit-tests", "skip", reason=f"this tree has no {UFFD_UNIT_DIR}/uffd-unit-tests.c")
-    text = main.read_text(errors="replace")
-    if '.name = "move"' not in text:
-        return SelftestBinary("uffd-unit-tests", "skip", reason="this tree's uffd-unit-tests has no move tests")
-    sources = [s for s in ("uffd-unit-tests.c", "uffd-common.c", "vm_util.c", "thp_settings.c") if (d / s).is_file()]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "uffd-unit-tests"
-    cmd = ["gcc", "-Wall", "-O2", "-static", "-U_FORTIFY_SOURCE", "-I", str(src),
-           "-isystem", str(hdr), "-isystem", str(src / "tools/include/uapi"),
-           *sources, "-o", str(out), "-lrt", "-lpthread", "-lm"]
+def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *, log: Path) -> BuiltSuite:
+    """Build one suite as its file says, against the tree under test's headers."""
+    d = suite.source_dir(src)
+    for f in suite.require:
+        if not (d / f).is_file():
+            where = f"this tree has no {suite.source_path}/{f}" if suite.source_kind == "tree" else f"{d / f} is missing"
+            return BuiltSuite(suite, "skip", reason=where)
+    for f, text, why in suite.require_text:
+        try:
+            if text not in (d / f).read_text(errors="replace"):
+                return BuiltSuite(suite, "skip", reason=why)
+        except OSError:
+            return BuiltSuite(suite, "skip", reason=f"{suite.source_path}/{f} cannot be read")
+    out = out_dir / suite.name
+    out.mkdir(parents=True, exist_ok=True)
+    values = {"src": str(src), "obj": str(obj), "headers": str(hdr), "suite_dir": str(d), "out": str(out)}
+    cmd = expand(suite.command, values, [s for s in suite.sources if (d / s).is_file()])
     rc, output = _run_logged(cmd, cwd=d, log=log)
-    if rc != 0 or not out.is_file():
+    command = " ".join(cmd)
+    if rc != 0:
         errs = first_errors(output, parse_diags(output, src, d))
-        return SelftestBinary("uffd-unit-tests", "fail", reason="; ".join(errs[:3]) or f"gcc exited {rc}",
-                              log=log, command=" ".join(cmd))
-    return SelftestBinary("uffd-unit-tests", "built", path=out, log=log, command=" ".join(cmd))
+        return BuiltSuite(suite, "fail", reason="; ".join(errs[:3]) or f"{cmd[0]} exited {rc}", log=log, command=command)
+    programs = list(suite.programs)
+    if suite.programs_from:
+        lcmd = expand(suite.programs_from, values, [])
+        rc, listed = _run_logged(lcmd, cwd=d, log=log.with_suffix(".programs.log"))
+        names = listed.split() if rc == 0 else []
+        if rc != 0 or not names:
+            return BuiltSuite(suite, "fail", reason=f"cannot list the programs ({' '.join(lcmd)} exited {rc})",
+                              log=log, command=command)
+        programs = [Program(n) for n in names]
+    built = []
+    for p in programs:
+        path = out / p.name
+        if not path.is_file():
+            return BuiltSuite(suite, "fail", reason=f"the build made no {p.name}", log=log, command=command)
+        built.append(BuiltProgram(suite.name, p.name, path, p.args))
+    return BuiltSuite(suite, "built", programs=built, log=log, command=command)
 
 
-def build_kernel_tests(hdr: Path, out_dir: Path, *, log: Path, tests_dir: Path = KERNEL_TESTS_DIR) -> SelftestBinary:
-    if not (tests_dir / "Makefile").is_file():
-        return SelftestBinary("uffd-move-tests", "skip", reason=f"no bundled tests ({tests_dir}/Makefile absent)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = ["make", "-C", str(tests_dir), f"KHDR_INCLUDES=-isystem {hdr}", f"O={out_dir}"]
-    rc, output = _run_logged(cmd, cwd=tests_dir, log=log)
-    binary = out_dir / "uffd-move-tests"
-    if rc != 0 or not binary.is_file():
-        errs = first_errors(output, parse_diags(output, tests_dir, tests_dir))
-        return SelftestBinary("uffd-move-tests", "fail", reason="; ".join(errs[:3]) or f"make exited {rc}",
-                              log=log, command=" ".join(cmd))
-    return SelftestBinary("uffd-move-tests", "built", path=binary, log=log, command=" ".join(cmd))
-
-
-def build_selftests(src: Path, obj: Path, out_dir: Path, *, log_dir: Path,
-                    kernel_tests: Path = KERNEL_TESTS_DIR) -> list[SelftestBinary]:
-    """`make headers` into obj, then the in-tree uffd-unit-tests and the bundled
-    kernel-tests, both static against those headers."""
+def build_suites(src: Path, obj: Path, out_dir: Path, suites: tuple[Suite, ...], *, log_dir: Path) -> list[BuiltSuite]:
+    """`make headers` into obj, then every suite, each static against those headers."""
+    if not suites:
+        return []
     hdr = install_headers(src, obj, log=log_dir / "headers.log")
-    return [build_uffd_unit_tests(src, hdr, out_dir, log=log_dir / "uffd-unit-tests.log"),
-            build_kernel_tests(hdr, out_dir, log=log_dir / "kernel-tests.log", tests_dir=kernel_tests)]
+    return [build_suite(s, src, obj, hdr, out_dir, log=log_dir / f"{s.name}.log") for s in suites]

@@ -5,6 +5,7 @@ binaries and /tests/list (one `NAME COMMAND...` line per test, run in order)."""
 from __future__ import annotations
 
 import shutil
+from importlib import resources
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,21 +13,22 @@ from pathlib import Path
 from ..errors import InfraError
 from ..fsutil import atomic_write_bytes
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INIT_SCRIPT = REPO_ROOT / "tools" / "initramfs" / "init"
+INIT_SCRIPT = Path(str(resources.files("series"))) / "data" / "init"
 DEFAULT_BUSYBOX = Path("/bin/busybox")
 
 
 @dataclass
 class GuestTest:
-    name: str            # e.g. "uffd-unit-tests"
+    name: str            # e.g. "uffd-unit-tests", or "uffd-move-tests/uffd-move-pte"
     binary: Path         # host path of the static binary
     args: str = ""       # arguments, e.g. "-f move"
     parser: str = "ktap"  # ktap | uffd-unit
+    suite: str = ""      # the suite the program belongs to
+    expect: tuple[str, ...] = ()   # cases that must be reported
 
     @property
     def guest_path(self) -> str:
-        return f"/tests/{self.binary.name}"
+        return f"/tests/{self.suite}/{self.binary.name}" if self.suite else f"/tests/{self.binary.name}"
 
     @property
     def command(self) -> str:
@@ -86,9 +88,13 @@ def make_initramfs(out: Path, tests: list[GuestTest], *, busybox: Path = DEFAULT
     c.symlink("bin/sh", "busybox")
     c.file("init", init_script.read_bytes())
     listing = []
+    dirs: set[str] = set()
     for t in tests:
         if not t.binary.is_file():
             raise InfraError(f"test binary {t.binary} is missing")
+        if t.suite and t.suite not in dirs:
+            dirs.add(t.suite)
+            c.dir(f"tests/{t.suite}")
         c.file(t.guest_path.lstrip("/"), t.binary.read_bytes())
         listing.append(f"{t.name} {t.command}\n")
     c.file("tests/list", "".join(listing).encode(), 0o644)

@@ -23,6 +23,12 @@ _BAIL_RE = re.compile(r"^[ \t]*Bail out!(.*)$", re.MULTILINE)
 # kselftest's "nothing to run": `1..0 # SKIP reason`
 _SKIP_ALL_RE = re.compile(r"^[ \t]*1\.\.0[ \t]*#[ \t]*SKIP\b[ \t]*(?P<reason>[^\n]*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
 _VERSION_RE = re.compile(r"^[ \t]*(KTAP|TAP) version \d+", re.MULTILINE)
+# kselftest_harness.h: `#  RUN           fixture.variant.test ...` before each test
+_HARNESS_RUN_RE = re.compile(r"^[ \t]*#[ \t]+RUN[ \t]+(\S+)[ \t]+\.\.\.[ \t]*$", re.MULTILINE)
+# ... and its bookkeeping, which says nothing about why a test failed:
+# `#  OK  name`, `#  FAIL  name`, `# name: Test failed`, `# name: Test terminated by assertion`
+_HARNESS_NOISE_RE = re.compile(r"^(?:(?:RUN|OK|FAIL)[ \t]+\S+(?:[ \t]+\.\.\.)?"
+                               r"|\S+: Test (?:failed(?: at step #\d+)?|terminated by assertion))$")
 
 
 @dataclass
@@ -72,7 +78,9 @@ def parse_ktap(text: str, prefix: str = "") -> Parsed:
     for k, m in enumerate(matches):
         indent = len(m.group("indent").expandtabs(4))
         min_indent = indent if min_indent is None else min(min_indent, indent)
-        name = m.group("name").strip() or f"test {m.group('num')}"
+        # an older kselftest_harness.h (6.1's) prints a skip as `ok N # SKIP reason`:
+        # the name is the one of the `#  RUN  name ...` line just before it
+        name = m.group("name").strip() or _harness_run_name(text, last_end, m.start()) or f"test {m.group('num')}"
         directive = (m.group("directive") or "").upper()
         reason = (m.group("reason") or "").strip()
         if directive in ("SKIP", "TODO", "XFAIL"):
@@ -114,10 +122,16 @@ def parse_ktap(text: str, prefix: str = "") -> Parsed:
                   skip_all=(skip_all.group("reason") or "skipped") if skip_all else None)
 
 
+def _harness_run_name(text: str, start: int, end: int) -> str:
+    runs = _HARNESS_RUN_RE.findall(text, start, end)
+    return str(runs[-1]) if runs else ""
+
+
 def _last_diagnostic(text: str, start: int, end: int) -> str:
-    """The last `# ...` diagnostic line between two results: the usual failure reason."""
+    """The last `# ...` diagnostic line between two results: the usual failure
+    reason (kselftest_harness.h's bookkeeping lines are passed over)."""
     diags = [ln.strip()[1:].strip() for ln in text[start:end].splitlines() if ln.strip().startswith("#")]
-    diags = [d for d in diags if d and not d.upper().startswith(("SKIP", "TODO"))]
+    diags = [d for d in diags if d and not d.upper().startswith(("SKIP", "TODO")) and not _HARNESS_NOISE_RE.match(d)]
     return diags[-1] if diags else ""
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import Cache
 from ..errors import InfraError
 from ..fsutil import atomic_write_json
 
@@ -166,15 +167,16 @@ def _cache_key() -> str:
     return f"{qemu_version()} | host {platform.release()}"
 
 
-def choose_accel(cache: Path, bzimage: Path, initramfs: Path, *, log_dir: Path) -> tuple[str, str]:
+def choose_accel(cache: Cache | Path, bzimage: Path, initramfs: Path, *, log_dir: Path) -> tuple[str, str]:
     """("kvm"|"tcg", why).  Probes KVM with the real kernel and initramfs
-    (`series.probe=1`: init prints a marker and powers off) under a short limit."""
+    (`series.probe=1`: init prints a marker and powers off) under a short limit.
+    `cache`: the Cache (its `qemu_accel` file), or the verdict file itself."""
     forced = os.environ.get("SERIES_ACCEL", "").strip().lower()
     if forced in ("kvm", "tcg"):
         return forced, f"SERIES_ACCEL={forced}"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg", "no usable /dev/kvm"
-    cache_file = cache / "qemu-accel.json"
+    cache_file = cache.qemu_accel if isinstance(cache, Cache) else cache
     key = _cache_key()
     try:
         cached = json.loads(cache_file.read_text())

@@ -1,13 +1,16 @@
 """`series rebase`: take a revision onto a new base as the next revision.
 
-Patches are applied one by one (see stages.apply) in a worktree of ours on
-branch series/<stack>/v<N+1>.  When every patch applies, the new revision is
+Patches are applied one by one (see stages.apply) in a detached worktree of
+ours (Cache.rebase_worktree: keyed by workspace, tree, stack, version and base);
+our branch series-rebase/<ws12>/<stack>/v<N+1> is then moved to the result,
+compare-and-swap.  When every patch applies, the new revision is
 written as patches/<stack>/v<N+1>/ (`git format-patch` files + import.toml,
 made in a temp dir and renamed into place).  Patches already in the new base
 are dropped and said so in the changelog.  On a conflict nothing is recorded:
 the worktree is left at the stopping point and a state file
-($SERIES_CACHE/rebase/<stack>/rebase-state.json) lets `--continue` and
-`--abort` finish or undo.  rerere is enabled in our work repository, so a
+(Cache.rebase_state_dir(workspace, stack)/rebase-state.json) lets `--continue`
+and `--abort` finish or undo.  A state naming a worktree outside the cache's
+worktree directory is refused: `--abort` removes only worktrees of ours.  rerere is enabled in our work repository, so a
 resolution made once is replayed the next time the same conflict appears
 (this needs `git am -3`, i.e. preimage blobs in the repository).
 """
@@ -27,14 +30,15 @@ import tomli_w
 
 from ..errors import UserError
 from ..fsutil import atomic_write_json
-from ..git import Git
+from ..git import Git, Worktree
+from ..patch import Patch
 from ..stacks.model import IMPORT_FILE, Revision, Stack
 from ..stacks.store import load_stack
 from ..patchfiles import revision_paths
-from ..trees import Tree, describe_ref, load_tree, remove_worktree, resolve_ref
+from ..trees import Tree, describe_ref, load_tree, resolve_ref
 from ..workspace import Workspace
-from .apply import (ApplyResult, PatchReport, _am_in_progress, apply_one, commit_worktree, mailinfo,
-                    new_log_dir, prepare_worktree, worktree_path)
+from .apply import (ApplyResult, PatchReport, _am_in_progress, apply_one, commit_worktree,
+                    move_branch, new_log_dir, prepare_worktree)
 
 STATE_FILE = "rebase-state.json"
 
@@ -59,16 +63,20 @@ class RebaseOutcome:
 
 
 def state_path(ws: Workspace, stack: str) -> Path:
-    return ws.cache / "rebase" / stack / STATE_FILE
+    return ws.cache.rebase_state_dir(ws.root, stack) / STATE_FILE
 
 
-def _read_state(p: Path) -> dict[str, Any]:
+def _read_state(ws: Workspace, p: Path) -> dict[str, Any]:
     try:
         state = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"the rebase state {p} is unreadable ({e}); remove it to start again") from None
     if not isinstance(state, dict) or not {"stack", "worktree", "tree"} <= set(state):
         raise UserError(f"the rebase state {p} is not one of ours; remove it to start again")
+    if not isinstance(state["worktree"], str) or not ws.cache.is_inside_worktrees(Path(state["worktree"])):
+        # --continue resets and cleans it, --abort removes it: only ever a worktree of ours.
+        raise UserError(f"the rebase state {p} names {state['worktree']!r}, which is not under "
+                        f"{ws.cache.worktrees}; refusing to touch it (remove {p} to start again)")
     return state
 
 
@@ -77,15 +85,15 @@ def find_state(ws: Workspace, stack: str | None) -> dict[str, Any]:
         p = state_path(ws, stack)
         if not p.is_file():
             raise UserError(f"no rebase of {stack} in progress")
-        return _read_state(p)
-    found = sorted((ws.cache / "rebase").glob(f"*/{STATE_FILE}")) if (ws.cache / "rebase").is_dir() else []
-    found = [f for f in found if _read_state(f).get("workspace") == str(ws.root)]
+        return _read_state(ws, p)
+    states = ws.cache.rebase_states_of(ws.root)
+    found = sorted(states.glob(f"*/{STATE_FILE}")) if states.is_dir() else []
     if not found:
         raise UserError("no rebase in progress")
     if len(found) > 1:
         names = ", ".join(f.parent.name for f in found)
         raise UserError(f"several rebases in progress ({names}); name the stack")
-    return _read_state(found[0])
+    return _read_state(ws, found[0])
 
 
 def _next_version(stack: Stack) -> int:
@@ -109,15 +117,16 @@ def start(ws: Workspace, stack_name: str, onto: str, *, from_version: int | None
     tree = load_tree(ws, tree_name)
     base = resolve_ref(tree, onto)
     new_v = _next_version(stack)
-    branch = f"series/{stack.name}/v{new_v}"
-    wt = worktree_path(ws, stack.name, new_v, base)
-    log_dir = new_log_dir(ws, "rebase", stack.name)
+    branch = f"series-rebase/{ws.cache.workspace_key(ws.root)}/{stack.name}/v{new_v}"
+    wt = ws.cache.rebase_worktree(ws.root, tree.name, stack.name, new_v, base)
+    log_dir = new_log_dir(ws, "rebase", stack.name, rev.version)
     # Sparse: only the files the revision touches (`git sparse-checkout disable` in it gives the rest).
     sparse = revision_paths(rev)
-    g = prepare_worktree(tree, wt, base, branch, sparse=sparse)
+    g = prepare_worktree(tree, wt, base, sparse=sparse).git
     state: dict[str, Any] = {
         "workspace": str(ws.root), "stack": stack.name, "from_version": rev.version, "new_version": new_v,
         "onto": onto, "base_commit": base, "tree": tree.name, "worktree": str(wt), "branch": branch,
+        "branch_tip": tree.work_git.ref_value(f"refs/heads/{branch}"),
         "log_dir": str(log_dir), "next_index": None, "reports": [],
     }
     return _run(ws, stack, rev, tree, g, state, [i for i in (rev.indexes or [p.index for p in rev.imported_patches()])])
@@ -149,6 +158,11 @@ def _run(ws: Workspace, stack: Stack, rev: Revision, tree: Tree, g: Git, state: 
             state["reports"] = [r.to_json() for r in reports]
             state["todo"] = todo[n + 1:]
     result = _result(state, reports, tree, stopped)
+    head = g.rev_parse("HEAD")
+    move_branch(tree, state["branch"], head, state.get("branch_tip"),
+                f"series rebase: {stack.name} v{rev.version} onto {state['onto']}"
+                + (f": stopped at patch {stopped}" if stopped is not None else ""))
+    state["branch_tip"] = head
     if stopped is not None:
         atomic_write_json(state_path(ws, stack.name), state)
         return RebaseOutcome(result, in_progress=True, message=(
@@ -223,8 +237,7 @@ def resume(ws: Workspace, stack_name: str | None) -> RebaseOutcome:
     else:
         p = rev.patch(idx)
         assert p is not None and p.file is not None
-        pdir = Path(state["log_dir"]) / f"{idx:04d}"
-        mi = mailinfo(g, Path(p.file), pdir)
+        mi = Patch.load(p.file)
         if g.run_proc("diff", "--cached", "--quiet").returncode == 0:
             rep.status, rep.how = "already-present", "resolved to no change"
         else:
@@ -250,20 +263,23 @@ def _conflict_markers(g: Git) -> list[str]:
 
 
 def abort(ws: Workspace, stack_name: str | None) -> str:
-    """`--abort`: remove our worktree and branch; record nothing."""
+    """`--abort`: remove our worktree and branch; record nothing.  find_state has
+    refused a state whose worktree is not under the cache's worktree directory."""
     state = find_state(ws, stack_name)
     tree = load_tree(ws, state["tree"])
     wt = Path(state["worktree"])
-    g = Git(wt)
-    if wt.is_dir() and _am_in_progress(g):
-        g.run_proc("am", "--abort")
-    remove_worktree(tree, wt)
+    assert ws.cache.is_inside_worktrees(wt)
+    Worktree(tree.work_git, wt).remove()
     ref = f"refs/heads/{state['branch']}"
-    old = tree.work_git.try_rev_parse(ref)
-    if old:
-        tree.work_git.delete_ref(ref, old, "series rebase --abort")
+    cur = tree.work_git.ref_value(ref)
+    note = ""
+    if cur is not None and cur == state.get("branch_tip"):
+        tree.work_git.delete_ref(ref, cur, "series rebase --abort")
+    elif cur is not None:
+        note = f" (branch {state['branch']} moved since; left as it is)"
     _drop_state(ws, state["stack"])
-    return f"aborted the rebase of {state['stack']} v{state['from_version']} onto {state['onto']}; nothing recorded"
+    return (f"aborted the rebase of {state['stack']} v{state['from_version']} onto {state['onto']}; "
+            f"nothing recorded{note}")
 
 
 def _record(ws: Workspace, stack: Stack, rev: Revision, tree: Tree, g: Git, state: dict[str, Any],

@@ -5,16 +5,16 @@ with status pass | warn | fail | skip."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import mailbox
 import re
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
+
+from ...patch import Patch
+from ...stacks.mailbox import load_mails
 
 
 @dataclass
@@ -27,64 +27,9 @@ class Item:
         return {"check": self.check, "status": self.status, "message": self.message}
 
 
-@dataclass
-class PatchMail:
-    """A patch file as posted: its headers, commit message and diff."""
-    raw: bytes
-    sender: tuple[str, str]          # header From: (name, email)
-    author: tuple[str, str]          # in-body From: if present, else the sender
-    in_body_from: bool
-    subject: str                     # as posted, with its [PATCH ...] prefix
-    message: str                     # the commit message (after any in-body headers)
-    diff: str
-    to: list[tuple[str, str]] = field(default_factory=list)
-    cc: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _decode_body(msg: email.message.Message) -> str:
-    part = msg
-    if msg.is_multipart():
-        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        return payload.decode(part.get_content_charset() or "utf-8", "replace")
-    return str(part.get_payload())
-
-
 def _addr(value: str) -> tuple[str, str]:
     name, addr = parseaddr(value)
     return name.strip().strip('"'), addr.strip()
-
-
-def parse_patch_mail(raw: bytes) -> PatchMail:
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    subject = " ".join(str(email.header.make_header(email.header.decode_header(msg.get("Subject", "")))).split())
-    sender_raw = str(email.header.make_header(email.header.decode_header(msg.get("From", ""))))
-    sender = _addr(sender_raw)
-    body = _decode_body(msg).replace("\r\n", "\n")
-    lines = body.split("\n")
-    author, in_body = sender, False
-    # In-body headers: the first paragraph, when it is made of From:/Date:/Subject: lines.
-    i = 0
-    while i < len(lines) and not lines[i].strip():
-        i += 1
-    j = i
-    hdrs: dict[str, str] = {}
-    while j < len(lines) and re.match(r"^(From|Date|Subject): ", lines[j]):
-        k, v = lines[j].split(": ", 1)
-        hdrs[k] = v
-        j += 1
-    if hdrs and (j == len(lines) or not lines[j].strip()):
-        if "From" in hdrs:
-            author, in_body = _addr(hdrs["From"]), True
-        lines = lines[j:]
-    text = "\n".join(lines)
-    m = re.search(r"^(---\s*$|diff --git )", text, re.M)
-    message, diff = (text[:m.start()], text[m.start():]) if m else (text, "")
-    return PatchMail(raw=raw, sender=sender, author=author, in_body_from=in_body, subject=subject,
-                     message=message.strip("\n"), diff=diff,
-                     to=[(n, a) for n, a in getaddresses(msg.get_all("To", [])) if a],
-                     cc=[(n, a) for n, a in getaddresses(msg.get_all("Cc", [])) if a])
 
 
 def _norm_name(n: str) -> str:
@@ -100,7 +45,9 @@ def signoffs(message: str) -> list[tuple[str, str]]:
 
 
 # -- per-patch checks -------------------------------------------------------------
-def check_signoff(pm: PatchMail) -> list[Item]:
+def check_signoff(pm: Patch) -> list[Item]:
+    """The author (the in-body From when there is one) signs off; a sender who is not
+    the author signs off too (the chain)."""
     sobs = signoffs(pm.message)
     items: list[Item] = []
     who = "in-body From" if pm.in_body_from else "From"
@@ -138,7 +85,7 @@ class CommitLookup:
     reason: str = ""
 
 
-def check_fixes(pm: PatchMail, commits: CommitLookup) -> list[Item]:
+def check_fixes(pm: Patch, commits: CommitLookup) -> list[Item]:
     lines = [l for l in pm.message.splitlines() if re.match(r"^fixes:", l, re.I)]
     if not lines:
         return [Item("fixes", "pass", "no Fixes: tags")]
@@ -196,7 +143,8 @@ class Prefix:
 
 
 def parse_prefix(subject: str) -> Prefix | None:
-    groups = re.findall(r"\[([^\]]*)\]", re.match(r"^((?:\s*\[[^\]]*\])*)", subject).group(1))
+    head = re.match(r"^((?:\s*\[[^\]]*\])*)", subject)   # always matches (possibly empty)
+    groups = re.findall(r"\[([^\]]*)\]", head.group(1) if head else "")
     if not groups:
         return None
     tags: list[str] = []
@@ -240,7 +188,7 @@ def check_numbering(version: int, subjects: dict[int, str], missing: list[int],
                               ", ".join(sorted("[" + " ".join(t) + "]" for t in tagsets))))
     else:
         rev_items.append(Item("subject-prefixes", "pass", "consistent prefixes [" + " ".join(next(iter(tagsets))) + "]"))
-    totals = {p.m for p in prefixes.values()}
+    totals = {p.m for p in prefixes.values() if p.m is not None}   # prefixes hold only numbered ones
     if len(totals) > 1:
         rev_items.append(Item("numbering", "fail", f"patches disagree on the total: {sorted(totals)}"))
         return per, rev_items
@@ -338,10 +286,9 @@ def posted_headers(mbox_path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not mbox_path.is_file():
         return out
-    for msg in mailbox.mbox(str(mbox_path), create=False):
-        mid = str(msg.get("Message-ID", "")).strip().strip("<>")
-        if not mid:
-            continue
+    mails, _ = load_mails(mbox_path)
+    for m in mails:
+        mid, msg = m.lmsg.msgid, m.msg
         out[mid] = {"to": [(n, a) for n, a in getaddresses([str(x) for x in msg.get_all("To", [])]) if a],
                     "cc": [(n, a) for n, a in getaddresses([str(x) for x in msg.get_all("Cc", [])]) if a]}
     return out

@@ -21,10 +21,12 @@ from typing import Any
 
 from ...errors import SeriesError, UserError
 from ...fsutil import atomic_write_json
+from ...patch import Patch
 from ...stacks.lineage import pair_revisions
 from ...stacks.model import PatchInfo, Revision, Stack
 from ...workspace import Workspace
-from ..result import StageResult, worst
+from ...pipeline.result import StageResult
+from ...pipeline.status import worst
 from . import checkpatch as cp
 from . import hygiene as hy
 
@@ -84,7 +86,7 @@ def resolve_tools(ws: Workspace, tree_name: str | None, rev: Revision) -> Tools:
         tags = tree.tags()
         ref = tags[-1] if tags else "HEAD"
         sha = trees.resolve_ref(tree, ref)
-    root = trees.materialize(tree, sha, SCRIPT_PATHS)
+    root = trees.materialize(tree, sha, SCRIPT_PATHS, cache=ws.cache)
     tools = Tools(tree_name=tree.name, ref=ref, sha=sha, commits=_history_lookup(tree))
     if not (root / "scripts" / "checkpatch.pl").is_file():
         tools.reason = f"kernel tree {tree.name} at {ref} has no scripts/checkpatch.pl"
@@ -117,7 +119,7 @@ def _gm_cached(scripts_root: Path, patch: Path, cache_dir: Path) -> list[hy.Name
     return named
 
 
-def _patch_items(p: PatchInfo, pm: hy.PatchMail, tools: Tools, posted: dict[str, dict[str, Any]],
+def _patch_items(p: PatchInfo, pm: Patch, tools: Tools, posted: dict[str, dict[str, Any]],
                  named: list[hy.Named] | None, gm_error: str | None) -> list[hy.Item]:
     items = hy.check_signoff(pm)
     items += hy.check_fixes(pm, tools.commits or hy.CommitLookup(None, tools.reason or "no kernel tree"))
@@ -181,7 +183,7 @@ def run_check(ws: Workspace, stack: Stack, rev: Revision, *, tree_name: str | No
     strict = strict_default(stack) if strict is None else strict
     flags = cp.flags_for(strict)
     tools = resolve_tools(ws, tree_name, rev)
-    cache_dir = ws.cache / "check"
+    cache_dir = ws.cache.check
     patches = rev.imported_patches()
     prev = stack.previous(rev)
     prev_patches = prev.imported_patches() if prev is not None else []
@@ -214,8 +216,8 @@ def run_check(ws: Workspace, stack: Stack, rev: Revision, *, tree_name: str | No
     cp_wall = time.monotonic() - cp_start
 
     posted = hy.posted_headers(stack.rev_dir(rev.version) / "posted.mbox")
-    mails = {p.index: hy.parse_patch_mail(Path(p.file).read_bytes()) for p in patches if p.file}
-    per_subject, rev_items = hy.check_numbering(rev.version, {i: m.subject for i, m in mails.items()},
+    mails = {p.index: Patch.load(p.file) for p in patches if p.file}
+    per_subject, rev_items = hy.check_numbering(rev.version, {i: m.posted_subject for i, m in mails.items()},
                                                 rev.missing, rev.posted_total or None)
     rev_items.insert(0, hy.check_cover(rev.expected or len(patches), rev.cover_text, rev.cover_subject))
 
