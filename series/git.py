@@ -343,6 +343,28 @@ class Worktree:
         patterns = sorted({"/" + p.lstrip("/") for p in paths}) or ["/.series-nothing"]
         self.git.run("sparse-checkout", "set", "--no-cone", "--stdin", input="\n".join(patterns) + "\n")
 
+    def attach(self, branch: str, message: str = "series: attach") -> None:
+        """Put the worktree on `branch` (a branch name or full ref that points at its
+        HEAD, made with `Repo.update_ref`).  The one worktree of ours that is not
+        detached is a user's edit worktree (`series edit`): b4 prep needs a branch."""
+        ref = branch if branch.startswith("refs/heads/") else f"refs/heads/{branch}"
+        if self.repo.ref_value(ref) != self.head():
+            raise GitError(["symbolic-ref", "HEAD", ref], 128, f"{ref} does not point at the worktree's HEAD")
+        self.git.run("symbolic-ref", "-m", message, "HEAD", ref)
+
+    def branch(self) -> str | None:
+        """The full ref of the branch the worktree is on, or None when detached."""
+        proc = self.git.run_proc("symbolic-ref", "-q", "HEAD")
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def set_config(self, key: str, value: str) -> None:
+        """A setting of this worktree only (`git config --worktree`), never the
+        repository's.  `sparse-checkout disable` is git's own way to turn on
+        per-worktree config in a bare repository (it moves core.bare aside)."""
+        if self.git.run("config", "--type=bool", "--default=false", "extensions.worktreeConfig") != "true":
+            self.git.run("sparse-checkout", "disable")
+        self.git.run("config", "--worktree", key, value)
+
     def fill_sparse(self, paths: Iterable[str]) -> None:
         """Populate a `--no-checkout` worktree with only `paths` (the index stays complete)."""
         self.set_sparse(paths)

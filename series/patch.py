@@ -9,8 +9,10 @@ with their lines, counts.  Derived from those: the touched paths (for sparse
 worktrees), the stable patch-id, a diffstat laid out like `git diff --stat`,
 and the normalised diff lines lineage compares.
 
-`Patch.load(path)` is cached per process (keyed by the file's inode, mtime
-and size): each file is parsed once however many readers ask.  A diff that
+`Patch.load(path)` is cached per process (keyed by the path, checked against
+the file's bytes: an mtime has the granularity of a clock tick, and a file
+rewritten within one keeps it): each file is parsed once however many readers
+ask, and again when its content changes.  A diff that
 cannot be parsed (a truncated hunk, a stray line) is a `UserError` naming the
 file.
 """
@@ -258,7 +260,8 @@ def sum_numstats(patches: Iterable["Patch"]) -> list[tuple[str, int, int]]:
 
 # -- names -------------------------------------------------------------------------
 def slug(subject: str) -> str:
-    """The file-name part `git format-patch` makes of a subject."""
+    """The file-name part of a subject, as `git format-patch` makes it except that
+    `_` and `.` become `-` too (the names the store has always used)."""
     s = re.sub(r"[^A-Za-z0-9]+", "-", subject).strip("-")
     return s[:52].rstrip("-") or "patch"
 
@@ -321,21 +324,16 @@ class Patch:
         """The patch file at `path`, parsed once per process (and again when it changes)."""
         p = Path(path)
         try:
-            st = p.stat()
+            raw = p.read_bytes()
         except OSError as e:
             raise UserError(f"{p}: cannot read the patch: {e.strerror or e}") from None
         key = str(p.resolve())
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         with _LOCK:
             hit = _CACHE.get(key)
-            if hit is not None and hit[0] == stamp:
-                return hit[1]
-            try:
-                raw = p.read_bytes()
-            except OSError as e:
-                raise UserError(f"{p}: cannot read the patch: {e.strerror or e}") from None
+            if hit is not None and hit.raw == raw:
+                return hit
             patch = cls.from_bytes(raw, str(p))
-            _CACHE[key] = (stamp, patch)
+            _CACHE[key] = patch
             return patch
 
     # -- derived -------------------------------------------------------------------
@@ -405,5 +403,5 @@ class Patch:
         return normalise(self.files)
 
 
-_CACHE: dict[str, tuple[tuple[int, int, int], Patch]] = {}
+_CACHE: dict[str, Patch] = {}
 _LOCK = threading.RLock()

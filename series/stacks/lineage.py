@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import re
 import threading
 from dataclasses import dataclass
@@ -83,14 +84,15 @@ def _subject_sim(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
 
 
-def _file_stamp(f: Path | None) -> tuple[int, int, int] | None:
+def _file_stamp(f: Path | None) -> str | None:
+    """The content of a patch file (its hash): an mtime does not change when a
+    file is rewritten within one clock tick."""
     if f is None:
         return None
     try:
-        st = Path(f).stat()
+        return hashlib.sha1(Path(f).read_bytes()).hexdigest()
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _revision_key(rev: Revision) -> tuple[object, ...]:

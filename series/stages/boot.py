@@ -68,7 +68,9 @@ class BootResult:
 
 def boot_and_test(bzimage: Path, suites: list[BuiltSuite], *, work_dir: Path, cache: Cache,
                   boot_timeout_s: float = DEFAULT_BOOT_TIMEOUT_S, test_timeout_s: int = DEFAULT_TEST_TIMEOUT_S,
-                  cmdline_extra: str = "", accel: str | None = None, progress: Progress | None = None) -> BootResult:
+                  cmdline_extra: str = "", accel: str | None = None, progress: Progress | None = None,
+                  on_test: OnTest | None = None) -> BootResult:
+    """`on_test(test being run, results seen so far)` follows the guest's console."""
     say = progress or (lambda _m: None)
     start = time.monotonic()
     tests = guest_tests(suites)
@@ -83,7 +85,7 @@ def boot_and_test(bzimage: Path, suites: list[BuiltSuite], *, work_dir: Path, ca
     say(f"booting under {accel} ({why})")
     log = work_dir / "console.log"
     run = run_guest(bzimage, initrd, append, accel=accel, timeout_s=boot_timeout_s, log=log,
-                    on_line=_line_progress(say), done_marker="SERIES-DONE")
+                    on_line=_line_progress(say, on_test), done_marker="SERIES-DONE")
     cases, problems = analyse(run, tests, [b for b in suites if b.status != "built"])
     fails = [c for c in cases if c.status == "fail"]
     status: Status
@@ -110,14 +112,35 @@ def boot_and_test(bzimage: Path, suites: list[BuiltSuite], *, work_dir: Path, ca
     return BootResult(stage=stage, accel=accel, problems=problems, tests=cases, log=log)
 
 
-def _line_progress(say: Progress) -> Callable[[str], None]:
+OnTest = Callable[[str, int], None]
+# a result line: KTAP `ok N`/`not ok N`, uffd-unit-tests' `... done` / `skipped [` / `failed [`
+_RESULT_LINE_RE = re.compile(r"^\s*(?:not )?ok \d+|\.\.\. (?:done|skipped \[|failed \[)|^\s*(?:done|skipped \[|failed \[)")
+
+
+def _line_progress(say: Progress, on_test: OnTest | None = None) -> Callable[[str], None]:
+    state = {"suite": "", "test": ""}
+    seen = [0]
+
+    def tell() -> None:
+        if on_test:
+            on_test(f"{state['suite']}: {state['test']}".rstrip(": "), seen[0])
+
     def f(line: str) -> None:
         if line.startswith("SERIES-TEST-BEGIN "):
+            state["suite"], state["test"] = line.split()[1], ""
             say(f"running {line.split()[1]}")
+            tell()
         elif line.startswith("Testing "):
+            state["test"] = line.strip().split("...")[0].removeprefix("Testing ").strip()
             say(line.strip().rstrip(".").strip())
         elif line.startswith("SERIES-INIT-START"):
             say("guest init started")
+        if _RESULT_LINE_RE.search(line):
+            seen[0] += 1
+            m = re.match(r"^\s*(?:not )?ok \d+\s*-?\s*([^#]*)", line)
+            if m and m.group(1).strip():
+                state["test"] = m.group(1).strip()
+            tell()
     return f
 
 
@@ -159,7 +182,7 @@ def analyse(run: GuestRun, tests: list[GuestTest], not_built: list[BuiltSuite]) 
                 if want not in seen:
                     found.append(TestCase(name=f"{t.name}/{want}", status="fail" if e is None else "skip",
                                           reason="did not run: the test program or guest died" if e is None
-                                          else "not reported by this tree's uffd-unit-tests"))
+                                          else f"not reported by this tree's {t.name}"))
         rc = int(e.group(2)) if e else None
         t_all = (run.time_at(b.start()), run.time_at(e.start()) if e else run.duration_s)
         whole = (t_all[1] - t_all[0]) if t_all[0] is not None and t_all[1] is not None else None
