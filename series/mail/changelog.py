@@ -101,6 +101,8 @@ def per_patch_notes(pairs: list[Pair], old: Revision | None, new: Revision,
             if p.old_subject != p.new_subject and p.old_subject:
                 s += f"; was {_q(p.old_subject)}"
             notes[p.new].insert(0, s)
+        elif p.status == "same" and p.message_changed:
+            notes[p.new].insert(0, f"v{new.version}: commit message changed since v{old.version}, code unchanged")
         elif p.status == "same":
             notes[p.new].insert(0, f"v{new.version}: no change since v{old.version}")
         elif p.status == "added":
@@ -145,7 +147,7 @@ def check_counts(ws: Workspace, stack: str, version: int) -> dict[str, int] | No
 def checkpatch_line(old: dict[str, int] | None, new: dict[str, int] | None, old_v: int, new_v: int) -> Line | None:
     if new is None:
         return None
-    keys = [k for k in ("errors", "warnings", "checks") if k in new] or sorted(new)
+    keys: list[str] = [k for k in ("errors", "warnings", "checks") if k in new] or sorted(new)
     if old is None:
         now = ", ".join(f"{new[k]} {k}" for k in keys)
         return Line(f"checkpatch: {now} (no result for v{old_v})", "computed", "checkpatch")
@@ -170,8 +172,12 @@ def compute_changelog(ws: Workspace, stack: Stack, rev: Revision, *, pairs: list
     if not (prev.imported and rev.imported):
         which = " and ".join(f"v{r.version}" for r in (prev, rev) if not r.imported)
         cl.lines.append(Line(f"{which} not imported: patches cannot be compared", "computed", "missing"))
-    cl.lines += pair_lines(pairs, prev, rev)
-    if rev.base and rev.base != prev.base:
+    # A revision made by `series record` carries its drafted lines (pairing, trailers,
+    # base) in the manifest's changelog already: they are not computed twice.
+    drafted = bool(rev.import_record.get("revision", {}).get("changelog_drafted"))
+    if not drafted:
+        cl.lines += pair_lines(pairs, prev, rev)
+    if rev.base and rev.base != prev.base and not drafted:
         was = f" (was {prev.base})" if prev.base else ""
         cl.lines.append(Line(f"new base: {rev.base}{was}", "computed", "base"))
     ck = checkpatch_line(check_counts(ws, stack.name, prev.version), check_counts(ws, stack.name, rev.version),

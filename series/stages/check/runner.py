@@ -60,7 +60,7 @@ def _history_lookup(tree: Any) -> hy.CommitLookup:
     def lookup(sha: str) -> str | None:
         if g.run_proc("cat-file", "-e", f"{sha}^{{commit}}").returncode != 0:
             return None
-        return g.run("log", "-1", "--format=%s", sha)
+        return str(g.run("log", "-1", "--format=%s", sha))
     return hy.CommitLookup(lookup)
 
 
@@ -198,9 +198,10 @@ def run_check(ws: Workspace, stack: Stack, rev: Revision, *, tree_name: str | No
         root = tools.scripts_root
         log(f"checking {len(patches)} patches of {stack.name} v{rev.version} ({jobs} jobs)")
         # Largest patches first, so the longest checkpatch run does not start last.
-        by_size = sorted((p for p in patches if p.file), key=lambda p: -Path(p.file).stat().st_size)
+        files = {p.index: Path(p.file) for p in patches if p.file is not None}
+        by_size = sorted((p for p in patches if p.index in files), key=lambda p: -files[p.index].stat().st_size)
         with ThreadPoolExecutor(max_workers=jobs) as ex:
-            f_cur = {p.index: ex.submit(cp.run_one, root, Path(p.file), flags, cache_dir=cache_dir)
+            f_cur = {p.index: ex.submit(cp.run_one, root, files[p.index], flags, cache_dir=cache_dir)
                      for p in by_size}
             f_gm: dict[int, Future[list[hy.Named]]] = {
                 p.index: ex.submit(_gm_cached, root, Path(p.file), cache_dir) for p in patches if p.file}
@@ -278,7 +279,7 @@ def stage_results(report: dict[str, Any]) -> list[StageResult]:
         cstage = StageResult.skip("checkpatch", report["checkpatch"]["reason"] or "not run")
     else:
         counts = {k: sum(c[k] for c in cps) for k in ("errors", "warnings", "checks")}
-        cstage = StageResult(name="checkpatch", status=worst([c["status"] for c in cps] or ["pass"]),  # type: ignore[arg-type]
+        cstage = StageResult(name="checkpatch", status=worst([c["status"] for c in cps] or ["pass"]),
                              duration_s=report["checkpatch"]["wall_s"],
                              summary=f"{counts['errors']} errors, {counts['warnings']} warnings, "
                                      f"{counts['checks']} checks in {len(cps)} patches",
@@ -291,7 +292,7 @@ def stage_results(report: dict[str, Any]) -> list[StageResult]:
     hstatus = worst([i["status"] for i in hitems if i["status"] != "skip"] or ["pass"])
     fails = sum(1 for i in hitems if i["status"] == "fail")
     warns = sum(1 for i in hitems if i["status"] == "warn")
-    hstage = StageResult(name="hygiene", status=hstatus,  # type: ignore[arg-type]
+    hstage = StageResult(name="hygiene", status=hstatus,
                          summary=f"{fails} failed, {warns} warned of {len(hitems)} checks",
                          items=[_hygiene_item(p["index"], p["hygiene"]) for p in pt] +
                                [_hygiene_item(None, report["hygiene"])],
