@@ -9,16 +9,18 @@ touches no shared file.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
 import signal
 import sys
+import threading
 import traceback
 from typing import NoReturn
 
-from . import __version__, commands
-from .context import Context
+from . import __version__, _interrupted_early, commands
+from .context import Context, OutputError
 from .errors import SeriesError
 
 
@@ -78,10 +80,66 @@ def _fill_help(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is _interrupted_early:
+            # From here on a Ctrl-C is a KeyboardInterrupt: reported below, and the
+            # `finally` blocks of the command run (locks, worktrees, results.json).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return _main(argv)
     except KeyboardInterrupt:  # also while the command modules are being imported
-        print("series: interrupted", file=sys.stderr)
+        _say("series: interrupted")
         return 130
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever state stderr is in."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+# What to do about an OSError a command did not expect: by errno, one line.
+_OS_ADVICE = {
+    errno.ENOSPC: "the file system is full: free some space and run again",
+    errno.EDQUOT: "the disk quota is exceeded: free some space and run again",
+    errno.EROFS: "the file system is read-only: use a writable workspace and cache (SERIES_CACHE)",
+    errno.EACCES: "permission denied: check the owner and mode of that path",
+    errno.EPERM: "operation not permitted: check the owner and mode of that path",
+    errno.ENOTDIR: "a part of that path is a file, not a directory",
+    errno.EISDIR: "that path is a directory, not a file",
+    errno.ENOENT: "no such file or directory",
+    errno.EEXIST: "that path exists already",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EIO: "an input/output error: the disk or file system is failing; check it (dmesg)",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    errno.ENOMEM: "out of memory",
+    errno.EXDEV: "the path is on another file system than expected",
+    errno.EINVAL: "the file system does not allow this there (a special file system such as /proc?)",
+    errno.ETXTBSY: "the file is busy (being executed)",
+}
+# Faults of the machine rather than of the input: exit 3 (infrastructure).
+_INFRA_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE})
+
+
+def os_error_line(e: OSError) -> tuple[str, int]:
+    """(one line, exit code) for an OSError: what failed, where, and what to do.
+    A path under $SERIES_CACHE names the variable, which is what the user can change."""
+    from .cache import default_root
+    where = e.filename if e.filename is not None else None
+    advice = _OS_ADVICE.get(e.errno or 0, e.strerror or str(e))
+    text = f"{where}: {advice}" if where is not None else advice
+    if where is not None:
+        try:
+            root = default_root()
+            inside = os.path.abspath(os.fsdecode(where)).startswith(str(root) + os.sep) or \
+                os.path.abspath(os.fsdecode(where)) == str(root)
+        except (OSError, ValueError, TypeError):
+            inside = False
+        if inside:
+            text += f" (it is in the cache: SERIES_CACHE={root}; point SERIES_CACHE to a usable directory)"
+    return text, (3 if e.errno in _INFRA_ERRNOS else 1)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -103,13 +161,24 @@ def _main(argv: list[str] | None) -> int:
     try:
         rc = args.func(args, ctx)
     except SeriesError as e:
-        print(f"series: error: {e}", file=sys.stderr)
+        _say(f"series: error: {e}")
         rc = e.exit_code
     except KeyboardInterrupt:
-        print("series: interrupted", file=sys.stderr)
+        _say("series: interrupted")
         rc = 130
     except BrokenPipeError:
         rc = 0
+    except OutputError as e:  # stdout is gone or full (> /dev/full): say so on stderr
+        _say(f"series: error: {e}")
+        rc = 1
+    except OSError as e:
+        if os.environ.get("SERIES_DEBUG"):
+            traceback.print_exc()
+        line, rc = os_error_line(e)
+        _say(f"series: error: {line}")
+    except MemoryError:
+        _say("series: error: out of memory")
+        rc = 3
     except Exception as e:  # a bug: still one line, the trace only on request
         if os.environ.get("SERIES_DEBUG"):
             traceback.print_exc()
@@ -121,6 +190,18 @@ def _main(argv: list[str] | None) -> int:
 def entry() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     rc = main()
+    # What is still buffered for stdout is written now, not by the interpreter at
+    # exit (which would print "Exception ignored ..." when stdout is /dev/full).
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as e:
+        _say(f"series: error: cannot write to standard output: {getattr(e, 'strerror', None) or e}")
+        rc = rc or 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
     # The work is done (or was interrupted and reported): a late Ctrl-C must not
     # turn a finished run into a silent death by signal during interpreter exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

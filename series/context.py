@@ -19,6 +19,10 @@ def _stderr() -> TextIO:
     return sys.stderr
 
 
+class OutputError(Exception):
+    """stdout cannot be written (not a closed pipe): the CLI says so on stderr."""
+
+
 @dataclass
 class Context:
     workspace_arg: str | None
@@ -38,12 +42,19 @@ class Context:
         return self._ws
 
     def emit(self, data: Any, text: str | None = None) -> None:
-        """Print `data` as JSON in --json mode, else `text` (or a plain rendering)."""
-        if self.json:
-            self.out.write(json.dumps(data, indent=2, default=str) + "\n")
-        elif text is not None:
-            self.out.write(text if text.endswith("\n") or not text else text + "\n")
-        self.out.flush()
+        """Print `data` as JSON in --json mode, else `text` (or a plain rendering).
+        A stdout that cannot be written (a full disk, /dev/full) is an OutputError;
+        a closed pipe stays a BrokenPipeError (the reader has gone: not an error)."""
+        try:
+            if self.json:
+                self.out.write(json.dumps(data, indent=2, default=str) + "\n")
+            elif text is not None:
+                self.out.write(text if text.endswith("\n") or not text else text + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
 
     def info(self, msg: str) -> None:
         """Progress and notes: stderr, silent in --json and --quiet modes."""

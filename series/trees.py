@@ -73,8 +73,13 @@ class Tree:
         return [t for t in out.splitlines() if t]
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "kind": self.kind, "path": str(self.path),
-                "work_repo": str(self.work_repo), "tags": self.tags()}
+        # A --path tree whose checkout was moved or deleted is still listed, and said so.
+        present = self.path.is_dir()
+        d: dict[str, object] = {"name": self.name, "kind": self.kind, "path": str(self.path),
+                                "work_repo": str(self.work_repo), "tags": self.tags() if present else []}
+        if not present:
+            d["missing"] = f"{self.path} no longer exists"
+        return d
 
 
 # -- registry ---------------------------------------------------------------
@@ -126,7 +131,11 @@ def load_tree(ws: Workspace, name: str | None = None) -> Tree:
     reg = _load_registry(ws)
     if name is None:
         default = ws.config.get("ci", {}).get("tree")
-        if default and default in reg:
+        if default and default not in reg:
+            known = ", ".join(sorted(reg)) or "none"
+            raise UserError(f"[ci] tree = {default!r} in series.toml is not a registered tree (registered: {known}); "
+                            f"run series tree add {default} ..., or name another in series.toml")
+        if default:
             name = default
         elif len(reg) == 1:
             name = next(iter(reg))
@@ -347,7 +356,36 @@ def resolve_ref(tree: Tree, ref: str) -> Oid:
         sha = g.try_rev_parse(ref)
         if sha:
             return sha
+    if MAINLINE_REF_RE.fullmatch(ref):
+        raise UserError(f"no {ref} in tree {tree.name}; it has {what_the_tree_has(tree, ref)}")
     raise UserError(f"unknown ref {ref!r} in kernel tree {tree.name}")
+
+
+MAINLINE_REF_RE = re.compile(r"v(\d+)\.(\d+)(?:\.(\d+))?(?:-rc\d+)?")
+_VERSION_IN_TAG = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def what_the_tree_has(tree: Tree, wanted: str, limit: int = 5) -> str:
+    """The tags of `tree` a user who typed a mainline-style `wanted` (v6.12) may
+    mean: those of the same X.Y, else the nearest releases; each with the Linux
+    version it carries ("debian/6.12.117 (Linux 6.12.117)")."""
+    m = MAINLINE_REF_RE.fullmatch(wanted)
+    want = (int(m.group(1)), int(m.group(2))) if m else None
+    versioned: list[tuple[tuple[int, int, int], str]] = []
+    for t in tree.tags():
+        v = _VERSION_IN_TAG.search(t)
+        if v:
+            versioned.append(((int(v.group(1)), int(v.group(2)), int(v.group(3) or 0)), t))
+    if not versioned:
+        return "no release tags" if not tree.tags() else ", ".join(tree.tags()[:limit])
+    same = [(v, t) for v, t in versioned if want and v[:2] == want]
+    pick = same or sorted(versioned, key=lambda vt: (abs((vt[0][0] * 1000 + vt[0][1]) - (want[0] * 1000 + want[1]))
+                                                     if want else 0, vt[0]))[:limit]
+
+    def label(v: tuple[int, int, int], t: str) -> str:
+        text = f"{v[0]}.{v[1]}" + (f".{v[2]}" if v[2] else "")
+        return t if t.lstrip("v") == text else f"{t} (Linux {text})"
+    return ", ".join(label(v, t) for v, t in sorted(pick)[-limit:])
 
 
 def describe_ref(tree: Tree, sha: str) -> str:

@@ -17,8 +17,23 @@ DEFAULT_LORE_URL = "https://lore.kernel.org"
 
 
 def default_cache() -> Cache:
-    """$SERIES_CACHE, else $XDG_CACHE_HOME/series, else ~/.cache/series."""
-    return Cache.default()
+    """$SERIES_CACHE, else $XDG_CACHE_HOME/series, else ~/.cache/series.  A cache
+    path that exists but is not a directory (or lies below a file) is refused
+    here, naming the variable, before any command looks inside it."""
+    cache = Cache.default()
+    try:
+        ok = not cache.root.exists() or cache.root.is_dir()
+    except OSError:
+        ok = False
+    probe = cache.root
+    while ok and not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+        ok = probe.is_dir()
+    if not ok:
+        var = "SERIES_CACHE" if os.environ.get("SERIES_CACHE") else "the cache directory"
+        raise UserError(f"{var} {cache.root} is not a directory (a file is in its place): point SERIES_CACHE "
+                        "to a directory, or remove that file")
+    return cache
 
 
 @dataclass

@@ -256,6 +256,13 @@ def lore_dir() -> Path:
     return SHARED_LORE
 
 
+def unique_name(prefix: str) -> str:
+    """A kernel tree name no other test, in this session or an earlier one sharing
+    SERIES_TEST_CACHE, has used: the tree registry lives in the cache."""
+    import uuid
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import git, repo_state, run_series
+from conftest import git, repo_state, run_series, unique_name
 
 LINES = [f"line {i}" for i in range(1, 41)]
 
@@ -72,7 +71,7 @@ def mini(workspace: Path, tmp_path: Path):  # noqa: ANN201
     files = sorted(out.glob("*.patch"))
     _write_stack(workspace, "mini", files)
     _write_stack(workspace, "mini-partial", files, expected=4)
-    name = "mini-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]   # unique in the session registry
+    name = unique_name("mini")
     r = run_series("tree", "add", name, "--path", str(user), cwd=workspace)
     assert r.rc == 0, r.err
     return workspace, user, name
@@ -87,7 +86,7 @@ def test_apply_clean_commits_in_our_worktree(mini) -> None:  # noqa: ANN001
     assert j["status"] == "applied" and j["version"] == 1 and j["stack"] == "mini"
     assert j["base_commit"] == git(user, "rev-parse", "main").strip()
     assert [p["status"] for p in j["patches"]] == ["applied"] * 3
-    assert j["patches"][0]["files"] == [{"path": "a.c", "hunks": 1, "clean": 1, "fuzz": 0, "rejected": 0}]
+    assert j["patches"][0]["files"] == [{"path": "a.c", "hunks": 1, "clean": 1, "offset": 0, "fuzz": 0, "rejected": 0}]
     wt = Path(j["worktree"])
     assert "worktrees" in wt.parts and not str(wt).startswith(str(user))
     # the worktree is detached; our branch was moved (compare-and-swap) to its HEAD
@@ -120,11 +119,36 @@ def test_conflict_report_keeps_rejects(mini) -> None:  # noqa: ANN001
     j = r.json
     p1 = j["patches"][0]
     assert p1["status"] == "conflict"
-    assert p1["files"] == [{"path": "a.c", "hunks": 1, "clean": 0, "fuzz": 0, "rejected": 1}]
+    assert p1["files"] == [{"path": "a.c", "hunks": 1, "clean": 0, "offset": 0, "fuzz": 0, "rejected": 1}]
     assert p1["rejects"] and Path(p1["rejects"][0]).is_file()
     assert Path(p1["rejects"][0]).is_relative_to(Path(j["log_dir"]))
     assert [p["status"] for p in j["patches"][1:]] == ["applied", "applied"]
     assert repo_state(user) == before
+
+
+def test_offset_and_fuzz_are_counted_per_hunk(mini, tmp_path: Path) -> None:  # noqa: ANN001
+    """On a base with 3 lines added at the top and line 27 changed: patch 1's hunk
+    applies exactly 3 lines down (offset), patch 3's only with fuzz (its first
+    context line differs); GNU patch, run by the test, says the same."""
+    ws, user, tree = mini
+    shifted = ["new 1", "new 2", "new 3"] + list(LINES)
+    shifted[3 + 26] = "line 27 edited upstream"
+    git(user, "checkout", "-q", "-b", "shifted", "main")
+    _commit(user, "upstream: lines at the top, line 27 edited", **{"a.c": "\n".join(shifted) + "\n"})
+    git(user, "checkout", "-q", "main")
+    r = run_series("apply", "mini", "--onto", "shifted", "--tree", tree, "--json", cwd=ws)
+    assert r.rc == 0, r.err
+    j = r.json
+    assert [p["status"] for p in j["patches"]] == ["fuzz", "applied", "fuzz"]
+    got = _counts(j)
+    assert got == [(1, "fuzz", {"a.c": (1, 0, 1, 0, 0)}), (2, "applied", {"b.c": (1, 1, 0, 0, 0)}),
+                   (3, "fuzz", {"a.c": (1, 0, 0, 1, 0)})]
+    mails = sorted((ws / "patches" / "mini" / "v1").glob("*.patch"))
+    assert gnu_patch_oracle(user / ".git", git(user, "rev-parse", "shifted").strip(), mails, tmp_path) == got
+    assert j["patches"][0]["how"] == "hunks applied at an offset or with fuzz"
+    wt = Path(j["worktree"])
+    assert (wt / "a.c").read_text().splitlines()[7] == "line 5 changed by patch 1"
+    assert (wt / "a.c").read_text().splitlines()[32] == "line 30 changed by patch 3"
 
 
 def test_rebase_conflict_abort_continue_and_record(mini) -> None:  # noqa: ANN001
@@ -374,47 +398,211 @@ def test_sigint_midway_leaves_user_repo_and_store_intact(mini, tmp_path: Path, c
 
 # -- integration: the real uffd-move mails on the real Debian trees ---------------------
 def _counts(j: dict) -> list[tuple]:
-    return [(p["index"], p["status"], tuple((f["path"], f["hunks"], f["clean"], f["fuzz"], f["rejected"])
-                                             for f in p["files"])) for p in j["patches"]]
+    return [(p["index"], p["status"], {f["path"]: (f["hunks"], f["clean"], f["offset"], f["fuzz"], f["rejected"])
+                                       for f in p["files"]}) for p in j["patches"]]
+
+
+def _newest(repo: Path, prefix: str) -> str:
+    tags = subprocess.run(["git", "--git-dir", str(repo), "tag", "--list", f"{prefix}.*", "--sort=version:refname"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(["git", "--git-dir", str(repo), "rev-parse", f"{tags[-1]}^{{commit}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+_HUNK = re.compile(r"^Hunk #\d+ (succeeded|FAILED|ignored) at \d+(?: with fuzz (\d+))?(?: \(offset (-?\d+) lines?\))?\.$")
+
+
+def gnu_patch_oracle(repo: Path, base: str, mails: list[Path], tmp: Path) -> list[tuple]:
+    """What GNU patch says, run by this test on its own copy of the files: per patch
+    and per file, hunks (total, clean, offset, fuzz, rejected).  Each mail is applied
+    in order (patch -p1 --force, its default fuzz) after a dry run; one with a
+    rejected hunk is left out, as `series apply` does, and the next goes on."""
+    paths = sorted({m.group(1) for f in mails for m in re.finditer(r"^\+\+\+ b/(\S+)$", f.read_text(), re.M)})
+    root = tmp / "oracle"
+    root.mkdir()
+    for path in paths:
+        blob = subprocess.run(["git", "--git-dir", str(repo), "show", f"{base}:{path}"], capture_output=True)
+        if blob.returncode == 0:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(blob.stdout)
+    out = []
+    for i, mail in enumerate(mails, start=1):
+        dry = subprocess.run(["patch", "-p1", "--force", "--dry-run", "--verbose", "-i", str(mail)], cwd=root,
+                             capture_output=True, text=True)
+        files: dict[str, list[int]] = {}
+        cur = None
+        for line in dry.stdout.splitlines():
+            if line.startswith("checking file "):
+                cur = files.setdefault(line.removeprefix("checking file "), [0, 0, 0, 0, 0])
+            elif line.startswith("|+++ b/"):                       # a file the tree does not have
+                cur = files.setdefault(line.removeprefix("|+++ b/"), [0, 0, 0, 0, 0])
+            elif (m := _HUNK.match(line)) is not None:
+                assert cur is not None, line
+                cur[0] += 1
+                if m.group(1) != "succeeded":
+                    cur[4] += 1
+                elif m.group(2):
+                    cur[3] += 1
+                elif m.group(3):
+                    cur[2] += 1
+                else:
+                    cur[1] += 1
+        rejected = any(c[4] for c in files.values())
+        inexact = any(c[2] or c[3] for c in files.values())
+        if not rejected:
+            subprocess.run(["patch", "-p1", "--force", "--quiet", "-i", str(mail)], cwd=root, check=True)
+        status = "conflict" if rejected else "fuzz" if inexact else "applied"
+        out.append((i, status, {k: tuple(v) for k, v in files.items()}))
+    return out
+
+
+# Pinned: uffd-move v2 as posted, onto the Debian trees.  (total, clean, offset, fuzz, rejected) per file.
+V2_ONTO = {
+    "debian/6.1": [
+        (1, "fuzz", {"mm/rmap.c": (2, 0, 2, 0, 0)}),
+        (2, "fuzz", {"fs/userfaultfd.c": (2, 0, 2, 0, 0), "include/linux/rmap.h": (1, 1, 0, 0, 0),
+                     "include/linux/userfaultfd_k.h": (1, 0, 0, 1, 0),
+                     "include/uapi/linux/userfaultfd.h": (4, 0, 1, 3, 0), "mm/huge_memory.c": (1, 0, 1, 0, 0),
+                     "mm/khugepaged.c": (1, 0, 1, 0, 0), "mm/userfaultfd.c": (1, 0, 1, 0, 0)}),
+        (3, "conflict", {"tools/testing/selftests/mm/uffd-common.c": (3, 0, 0, 0, 3),
+                         "tools/testing/selftests/mm/uffd-common.h": (1, 0, 0, 0, 1),
+                         "tools/testing/selftests/mm/uffd-unit-tests.c": (3, 0, 0, 0, 3)}),
+    ],
+    "debian/6.12": [
+        (1, "fuzz", {"mm/rmap.c": (2, 0, 0, 2, 0)}),
+        (2, "conflict", {"fs/userfaultfd.c": (2, 0, 0, 2, 0), "include/linux/rmap.h": (1, 0, 0, 1, 0),
+                         "include/linux/userfaultfd_k.h": (1, 0, 0, 1, 0),
+                         "include/uapi/linux/userfaultfd.h": (4, 0, 0, 1, 3), "mm/huge_memory.c": (1, 0, 0, 1, 0),
+                         "mm/khugepaged.c": (1, 0, 0, 0, 1), "mm/userfaultfd.c": (1, 0, 0, 1, 0)}),
+        (3, "conflict", {"tools/testing/selftests/mm/uffd-common.c": (3, 0, 2, 1, 0),
+                         "tools/testing/selftests/mm/uffd-common.h": (1, 0, 0, 0, 1),
+                         "tools/testing/selftests/mm/uffd-unit-tests.c": (3, 0, 0, 3, 0)}),
+    ],
+}
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("onto", ["debian/6.12", "debian/6.1"])
-def test_uffd_v2_hunk_report_is_stable(debian_trees, uffd_workspace: Path, onto: str) -> None:  # noqa: ANN001
+def test_uffd_v2_hunk_report_pinned_and_equal_to_gnu_patch(debian_trees, uffd_workspace: Path, onto: str,  # noqa: ANN001
+                                                           tmp_path: Path) -> None:
     runs = [run_series("apply", "uffd-move", "v2", "--onto", onto, "--tree", "debian", "--json", cwd=uffd_workspace)
             for _ in range(2)]
     for r in runs:
-        assert r.rc in (0, 2), r.err
-        assert [p["index"] for p in r.json["patches"]] == [1, 2, 3]
-        for p in r.json["patches"]:
-            assert p["files"] and all(f["hunks"] == f["clean"] + f["fuzz"] + f["rejected"] for f in p["files"])
-    assert _counts(runs[0].json) == _counts(runs[1].json)
+        assert r.rc == 2, r.err                       # a patch conflicts on both trees
+        assert r.json["status"] == "conflict"
+    assert _counts(runs[0].json) == _counts(runs[1].json)  # stable
+    got = _counts(runs[0].json)
+    assert got == V2_ONTO[onto]
+    repo = Path(os.environ["SERIES_CACHE"]) / "trees" / "debian.git"
+    base = _newest(repo, onto)
+    assert runs[0].json["base_commit"] == base
+    mails = sorted((uffd_workspace / "patches" / "uffd-move" / "v2").glob("000[1-9]-*.patch"))
+    assert gnu_patch_oracle(repo, base, mails, tmp_path) == got
+    # the text says the same
+    text = run_series("apply", "uffd-move", "v2", "--onto", onto, "--tree", "debian", cwd=uffd_workspace).out
+    for _, _, files in got:
+        for path, (hunks, clean, offset, fuzz, rejected) in files.items():
+            assert f"{path}: {hunks} hunks, {clean} clean, {offset} offset, {fuzz} fuzz, {rejected} rejected" in text
+
+
+def _hunks_added(mail: Path) -> dict[tuple[str, int], list[str]]:
+    """(file, hunk number) -> the hunk's added lines, read by this test from the mail."""
+    out: dict[tuple[str, int], list[str]] = {}
+    path, n, left = None, 0, 0
+    for line in mail.read_text().split("\n"):
+        if left <= 0 and line.startswith("+++ b/"):
+            path, n = line[6:], 0
+        elif left <= 0 and line.startswith("@@ ") and path:
+            n += 1
+            m = re.match(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@", line)
+            old, new = int(m.group(1) or 1), int(m.group(2) or 1)
+            left = old + new     # lines of this hunk still to read, counted from both sides
+            out[(path, n)] = []
+        elif left > 0:
+            tag = line[:1]
+            left -= 2 if tag == " " else 1
+            if tag == "+":
+                out[(path, n)].append(line[1:])
+    return out
+
+
+def present_by_gnu_tools(root: Path, mail: Path, tmp: Path) -> dict[tuple[str, int], str]:
+    """Per hunk, whether GNU tools find the change in the files under root:
+    `reverse` (patch -R applies it, all context may be fuzzed away), `inserted-into`
+    (GNU diff aligns the added lines with the file deleting none of them, and the
+    lines the file has in between are fewer than the hunk adds), else `absent`."""
+    rev = subprocess.run(["patch", "-p1", "-R", "--force", "--dry-run", "-F3", "--verbose", "-i", str(mail)],
+                         cwd=root, capture_output=True, text=True).stdout
+    verdict: dict[tuple[str, int], str] = {}
+    cur = None
+    for line in rev.splitlines():
+        if line.startswith("checking file "):
+            cur = line.removeprefix("checking file ")
+        elif (m := re.match(r"^Hunk #(\d+) succeeded", line)) and cur:
+            verdict[(cur, int(m.group(1)))] = "reverse"
+    for (path, n), added in _hunks_added(mail).items():
+        if (path, n) in verdict:
+            continue
+        verdict[(path, n)] = "absent"
+        if not added or not (root / path).is_file():
+            continue
+        block = tmp / "block"
+        block.write_text("\n".join(added) + "\n")
+        d = subprocess.run(["diff", str(block), str(root / path)], capture_output=True, text=True).stdout
+        cmds = [ln for ln in d.splitlines() if re.match(r"^\d", ln)]
+        if any(re.match(r"^[\d,]+[cd]", c) for c in cmds):
+            continue                                        # some added line is not in the file
+        inside = 0
+        for c in cmds:                                      # "KaL1,L2": file lines after block line K
+            k, rng = c.split("a")
+            lo, _, hi = rng.partition(",")
+            if 1 <= int(k) < len(added):
+                inside += int(hi or lo) - int(lo) + 1
+        if inside < len(added):
+            verdict[(path, n)] = "inserted-into"
+    return verdict
+
+
+def _extract(repo: Path, base: str, mails: list[Path], root: Path) -> None:
+    for f in mails:
+        for path in re.findall(r"^\+\+\+ b/(\S+)$", f.read_text(), re.M):
+            blob = subprocess.run(["git", "--git-dir", str(repo), "show", f"{base}:{path}"], capture_output=True)
+            if blob.returncode == 0:
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / path).write_bytes(blob.stdout)
 
 
 @pytest.mark.integration
-def test_uffd_v6_onto_612_already_present(debian_trees, uffd_workspace: Path) -> None:  # noqa: ANN001
-    from series.patch import Patch
-    from series.trees import resolve_ref
-    r = run_series("apply", "uffd-move", "v6", "--onto", "debian/6.12", "--tree", "debian", "--json",
-                   cwd=uffd_workspace)
-    assert r.rc in (0, 2), r.err
-    j = r.json
-    by = {p["index"]: p for p in j["patches"]}
-    assert by[2]["status"] == "missing" and j["missing"] == [2]
-    assert all(p["status"] in ("applied", "fuzz", "conflict", "already-present") for i, p in by.items() if i != 2)
-    present = [p for p in j["patches"] if p["status"] == "already-present"]
-    assert present, "UFFDIO_MOVE is merged in 6.12: some v6 patches must be found there"
-    base = resolve_ref(debian_trees, "debian/6.12")
-    assert j["base_commit"] == base
-    g = debian_trees.git
-    for p in present:
-        assert p["how"] in ("reverse-applies", "all added lines present")
-        pf = next((uffd_workspace / "patches" / "uffd-move" / "v6").glob(f"{p['index']:04d}-*.patch"))
-        for fd in Patch.load(pf).text_files:
-            content = {ln.rstrip() for ln in g.run("show", f"{base}:{fd.path}", strip=False).splitlines()}
-            for h in fd.hunks:
-                for line in h.added:
-                    assert line.rstrip() in content, f"patch {p['index']}: {fd.path}: {line!r} not in 6.12"
+def test_uffd_v6_already_present_on_612_not_on_61(debian_trees, uffd_workspace: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """UFFDIO_MOVE was merged in 6.8: on 6.12 the imported v6 patches are found
+    already present, on 6.1 none is.  Each claim is checked with GNU patch and GNU
+    diff on the test's own copy of the files, hunk by hunk."""
+    repo = Path(os.environ["SERIES_CACHE"]) / "trees" / "debian.git"
+    mails = {int(f.name[:4]): f for f in (uffd_workspace / "patches" / "uffd-move" / "v6").glob("000[1-9]-*.patch")}
+    for onto, rc, want in (("debian/6.12", 0, {1: "already-present", 2: "missing", 3: "already-present",
+                                               4: "already-present", 5: "already-present"}),
+                           ("debian/6.1", 2, {1: "fuzz", 2: "missing", 3: "conflict", 4: "conflict",
+                                              5: "conflict"})):
+        r = run_series("apply", "uffd-move", "v6", "--onto", onto, "--tree", "debian", "--json", cwd=uffd_workspace)
+        assert r.rc == rc, r.err
+        j = r.json
+        base = _newest(repo, onto)
+        assert j["base_commit"] == base and j["missing"] == [2]
+        assert {p["index"]: p["status"] for p in j["patches"]} == want
+        root = tmp_path / onto.replace("/", "-")
+        root.mkdir()
+        _extract(repo, base, list(mails.values()), root)
+        for i, mail in sorted(mails.items()):
+            verdict = present_by_gnu_tools(root, mail, tmp_path)
+            assert verdict, mail
+            if want[i] == "already-present":
+                assert "absent" not in verdict.values(), (onto, i, verdict)
+            else:
+                assert "absent" in verdict.values(), (onto, i, verdict)
+    how = {p["index"]: p.get("how") for p in run_series("apply", "uffd-move", "v6", "--onto", "debian/6.12",
+                                                         "--tree", "debian", "--json", cwd=uffd_workspace).json["patches"]}
+    assert how == {1: "reverse-applies", 2: "not imported", 3: "all added lines present",
+                   4: "all added lines present", 5: "all added lines present"}
 
 
 @pytest.mark.integration

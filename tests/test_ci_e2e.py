@@ -37,7 +37,8 @@ def stage(results: dict, name: str) -> dict:
 def test_every_stage_ran_on_the_demo_stack(ci_run) -> None:  # noqa: ANN001
     rc, res, out, err = ci_run
     assert [s["name"] for s in res["stages"]] == ["apply", "checkpatch", "hygiene", "build", "test", "mail"]
-    assert (res["stack"], res["revision"], res["onto"]) == ("uffd-move-selftests", 2, "debian/6.12")
+    # the latest revision: v3 (made with series edit / series record, answering a review of v2)
+    assert (res["stack"], res["revision"], res["onto"]) == ("uffd-move-selftests", 3, "debian/6.12")
     assert stage(res, "apply")["status"] == "pass"
     assert [i["apply"] for i in stage(res, "apply")["items"]] == ["applied"] * 3
     cp = stage(res, "checkpatch")
@@ -74,5 +75,5 @@ def test_reports_agree_with_results(ci_run) -> None:  # noqa: ANN001
     checks = json.loads((out / "patchwork-checks.json").read_text())
     assert {c["context"] for c in checks} >= {"series-apply", "series-build", "series-checkpatch"}
     html = (out / "index.html").read_text()
-    assert "uffd-move-selftests v2" in html and "move-errors" in html
+    assert "uffd-move-selftests v3" in html and "move-errors" in html
     assert (out / "mails" / "series.mbox").is_file()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, repo_state, run_series
+from conftest import git, repo_state, run_series, unique_name
 
 # ---------------------------------------------------------------------------------
 # helpers
@@ -176,7 +176,7 @@ REFUSALS = [
     (["import", "nosuch", "--mbox", "/dev/null"], "--create"),
     (["import", "demo", "--mbox", "/nonexistent.mbox"], "no such mailbox"),
     (["import", "demo", "--mbox", "/tmp"], "not a maildir"),
-    (["import", "demo", "--mbox", "/dev/null"], "no patch found"),
+    (["import", "demo", "--mbox", "/dev/null"], "not a regular file"),
     (["import", "junk", "--mbox", "JUNK", "--create"], "no patch found"),
     (["import", "demo", "--mbox", "/dev/null", "--select", "5-2"], "--select"),
     (["import", "demo", "--mbox", "/dev/null", "--select", "x"], "--select"),
@@ -330,13 +330,14 @@ def test_mail_force_never_deletes_foreign_files(demo_ws: Path, tmp_path: Path) -
 def test_tree_add_path_is_read_only(demo_ws: Path, user_repo: Path) -> None:
     (user_repo / "wip.c").write_text("uncommitted\n")
     before = repo_state(user_repo)
-    r = run_series("tree", "add", "mine", "--path", str(user_repo), "--json", cwd=demo_ws)
+    mine = unique_name("mine")
+    r = run_series("tree", "add", mine, "--path", str(user_repo), "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
     assert set(r.json) >= {"name", "kind", "path", "tags"} and r.json["kind"] == "path"
-    r = run_series("apply", "demo", "--onto", "main", "--tree", "mine", "--json", cwd=demo_ws)
+    r = run_series("apply", "demo", "--onto", "main", "--tree", mine, "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
-    _assert_refused(run_series("apply", "demo", "--onto", "no-such-ref", "--tree", "mine", cwd=demo_ws), "unknown ref")
-    _assert_refused(run_series("apply", "demo", "--onto", "-rf", "--tree", "mine", cwd=demo_ws))
+    _assert_refused(run_series("apply", "demo", "--onto", "no-such-ref", "--tree", mine, cwd=demo_ws), "unknown ref")
+    _assert_refused(run_series("apply", "demo", "--onto", "-rf", "--tree", mine, cwd=demo_ws))
     assert repo_state(user_repo) == before
 
 
@@ -382,8 +383,8 @@ def _check_apply(j: dict) -> None:
         _types(p, {"index": int, "subject": str, "status": str, "files": list})
         assert p["status"] in ("applied", "fuzz", "conflict", "already-present", "missing", "not-attempted")
         for f in p["files"]:
-            _types(f, {"path": str, "hunks": int, "clean": int, "fuzz": int, "rejected": int})
-            assert f["hunks"] == f["clean"] + f["fuzz"] + f["rejected"]
+            _types(f, {"path": str, "hunks": int, "clean": int, "offset": int, "fuzz": int, "rejected": int})
+            assert f["hunks"] == f["clean"] + f["offset"] + f["fuzz"] + f["rejected"]
 
 
 def test_show_and_diff_json(demo_ws: Path, user_repo: Path) -> None:
@@ -405,12 +406,13 @@ def test_show_and_diff_json(demo_ws: Path, user_repo: Path) -> None:
 
 def test_apply_and_rebase_json_on_a_path_tree(demo_ws: Path, user_repo: Path) -> None:
     before = repo_state(user_repo)
-    assert run_series("tree", "add", "mine2", "--path", str(user_repo), cwd=demo_ws).rc == 0
-    r = run_series("apply", "demo", "--onto", "main", "--tree", "mine2", "--json", cwd=demo_ws)
+    mine = unique_name("mine")
+    assert run_series("tree", "add", mine, "--path", str(user_repo), cwd=demo_ws).rc == 0
+    r = run_series("apply", "demo", "--onto", "main", "--tree", mine, "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
     _check_apply(r.json)
     assert r.json["status"] == "applied" and [p["status"] for p in r.json["patches"]] == ["applied"] * 3
-    r = run_series("rebase", "demo", "main", "--tree", "mine2", "--json", cwd=demo_ws)
+    r = run_series("rebase", "demo", "main", "--tree", mine, "--json", cwd=demo_ws)
     assert r.rc == 0, r.err
     _check_apply(r.json)
     assert r.json["new_version"] == 2
@@ -490,13 +492,13 @@ def test_uffd_move_show_and_diff_contract(uffd_workspace: Path) -> None:
 @pytest.mark.integration
 def test_check_and_apply_json_contract(debian_trees, uffd_workspace: Path) -> None:  # noqa: ANN001
     r = run_series("check", "uffd-move", "v6", "--tree", "debian", "--json", cwd=uffd_workspace)
-    assert r.rc in (0, 2), r.err
+    assert r.rc == 0, r.err           # warn: patch 2 missing, checkpatch warnings, no error
     j = r.json
     _types(j, {"stack": str, "version": int, "flags": list, "status": str, "patches": list, "missing": list,
                "delta": dict})
     assert "tree" in j and j["missing"] == [2] and j["version"] == 6
     assert all(isinstance(f, str) for f in j["flags"]) and "--show-types" in j["flags"]
-    assert j["status"] in ("pass", "warn", "fail", "error")
+    assert j["status"] == "warn"
     for p in j["patches"]:
         _types(p, {"index": int, "subject": str, "status": str, "checkpatch": dict, "hygiene": list})
         _types(p["checkpatch"], {"errors": int, "warnings": int, "checks": int, "findings": list})
@@ -512,7 +514,7 @@ def test_check_and_apply_json_contract(debian_trees, uffd_workspace: Path) -> No
     assert sorted(p["index"] for p in j["patches"]) == [1, 3, 4, 5]
     r = run_series("apply", "uffd-move", "v2", "--onto", "debian/6.12", "--tree", "debian", "--json",
                    cwd=uffd_workspace)
-    assert r.rc in (0, 2), r.err
+    assert r.rc == 2, r.err           # patches 2 and 3 conflict on 6.12
     _check_apply(r.json)
     for bad in ("v0", "nosuchref", "debian/9.9", "HEAD~999", "0" * 40):
         _assert_refused(run_series("apply", "uffd-move", "v2", "--onto", bad, "--tree", "debian",

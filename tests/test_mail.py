@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import shutil
 import socketserver
@@ -212,6 +213,111 @@ def test_b4_and_git_am_round_trip(mini: dict, tmp_path: Path) -> None:
     assert git(clone, "log", "--format=%an <%ae>|%s", "base..HEAD").splitlines() == [
         "Test Author <author@example.org>|tools/gamma: say delta", "Test Author <author@example.org>|mm/beta: return 22",
         "Test Author <author@example.org>|mm/alpha: add alpha2"]
+
+
+def test_validation_reports_what_it_checked(mini: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = _mail(mini, out, "--json")
+    assert r.rc == 0, r.err
+    v = r.json["validation"]
+    assert {k: v[k] for k in ("headers", "thread", "mbox", "b4", "git_am")} == dict.fromkeys(
+        ("headers", "thread", "mbox", "b4", "git_am"), "pass")
+    assert v["problems"] == [] and v["messages"] == 4 and v["patches_compared"] == 3
+    assert v["tree"] == git(mini["repo"], "rev-parse", "v2^{tree}").strip()      # the stack's tree, by git
+    assert v["base_commit"] == mini["base"]
+    res = json.loads(Path(r.json["results"]).read_text())
+    mail = next(s for s in res["stages"] if s["name"] == "mail")
+    assert mail["status"] == "pass" and mail["extra"]["validation"] == v
+
+
+# -- the validator refuses broken mails: exit 2, the reason, nothing written ----------------
+def _set_header(m, name: str, value: str) -> None:  # noqa: ANN001
+    m.headers = [(n, value if n.lower() == name.lower() else v) for n, v in m.headers]
+
+
+def _swap_patches(ms) -> None:  # noqa: ANN001
+    """Mail 1/3 carries patch 2 and 2/3 patch 1: numbered in the wrong order."""
+    a, b = ms.mails[1], ms.mails[2]
+    sa, sb = a.header("Subject"), b.header("Subject")
+    _set_header(a, "Subject", sb.replace("2/3", "1/3"))
+    _set_header(b, "Subject", sa.replace("1/3", "2/3"))
+    a.body, b.body = b.body, a.body
+
+
+def _cover_subject(old: str, new: str):  # noqa: ANN202
+    def f(ms) -> None:  # noqa: ANN001
+        _set_header(ms.mails[0], "Subject", ms.mails[0].header("Subject").replace(old, new))
+    return f
+
+
+def _body(n: int, old: str, new: str):  # noqa: ANN202
+    def f(ms) -> None:  # noqa: ANN001
+        assert old in ms.mails[n].body
+        ms.mails[n].body = ms.mails[n].body.replace(old, new, 1)
+    return f
+
+
+def _short_mbox(ms) -> None:  # noqa: ANN001
+    full = type(ms).mbox_bytes(ms)
+    ms.mbox_bytes = lambda: full[:full.rindex(b"\nFrom 0000000000000000000000000000000000000000 ") + 1]
+
+
+FAULTS = {
+    "a dropped mail": (lambda ms: ms.mails.pop(2), [
+        "message 3 of the mbox is v2 3/3", "expected v2 2/3", "b4 sees an incomplete series",
+        "the mails carry 2 patches, the stack 3", "after mail 2/3 the tree is not the stack's after its patch 2",
+        "git am of the mails gives tree", "(they differ in mm/beta.c)"]),
+    "the cover's Message-ID changed": (lambda ms: _set_header(ms.mails[0], "Message-ID", "<elsewhere@example.org>"), [
+        "0001-mm-alpha-add-alpha2.patch: In-Reply-To", "is not the cover's <elsewhere@example.org>",
+        "References", "b4 has elsewhere@example.org at 0/3"]),
+    "a patch's In-Reply-To changed": (lambda ms: _set_header(ms.mails[2], "In-Reply-To", "<nowhere@example.org>"), [
+        "0002-mm-beta-return-22.patch: In-Reply-To '<nowhere@example.org>' is not the cover's"]),
+    "a Message-ID used twice": (lambda ms: _set_header(ms.mails[2], "Message-ID", ms.mails[1].header("Message-ID")), [
+        "0002-mm-beta-return-22.patch: Message-ID", "is also 0001-mm-alpha-add-alpha2.patch's"]),
+    "a diff altered": (_body(2, "+/* beta is 22 */", "+/* beta is 23 */"), [
+        "after mail 2/3 the tree is not the stack's after its patch 2", "git am of the mails gives tree",
+        "(they differ in mm/beta.c)"]),
+    "a diff that does not apply": (_body(2, " int beta(void)", " int gamma(void)"), [
+        "git am of mail 2/3 failed"]),
+    "the mails in another order": (lambda ms: ms.mails.insert(1, ms.mails.pop(2)), [
+        "message 2 of the mbox is v2 2/3", "message 3 of the mbox is v2 1/3",
+        "after mail 1/3 the tree is not the stack's after its patch 1"]),
+    "patches numbered in the wrong order": (_swap_patches, [     # after both, the trees agree again
+        "after mail 1/3 the tree is not the stack's after its patch 1"]),
+    "a cover counting 4 patches": (_cover_subject("0/3", "0/4"), [
+        "message 1 of the mbox is v2 0/4", "expected v2 0/3"]),
+    "the cover of another revision": (_cover_subject("v2 0/3", "v3 0/3"), [
+        "message 1 of the mbox is v3 0/3", "b4 reads change-id None"]),
+    "a cover naming another base": (_body(0, "base-commit: ", "base-commit: 0000000000"), [
+        "b4 reads base-commit 0000000000", "expected "]),
+    "a cover with another change-id": (_body(0, "change-id: ", "change-id: x"), ["b4 reads change-id x"]),
+    "an mbox missing a message": (_short_mbox, [
+        "series.mbox holds 3 messages, there are 4 mail files", "b4 sees an incomplete series"]),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_validator_refuses(mini: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """A fault put into the generated mails (in process, after they are built and
+    before they are validated) is found: exit 2, one line naming it, nothing written."""
+    import series.mail.pipeline as mp
+    breaks, reasons = FAULTS[fault]
+    build = mp.build_mails
+
+    def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        ms = build(*a, **k)
+        breaks(ms)
+        return ms
+    monkeypatch.setattr(mp, "build_mails", broken)
+    out = tmp_path / "out"
+    r = _mail(mini, out, "--json")
+    assert r.rc == 2, (r.rc, r.err)
+    assert len(r.err.strip().splitlines()) == 1, r.err
+    assert "mini v2: the generated mails do not validate: " in r.err
+    for reason in reasons:
+        assert reason in r.err, (reason, r.err)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
 def test_in_body_from_when_sender_differs(mini: dict, tmp_path: Path) -> None:
@@ -442,24 +548,24 @@ def test_uffd_move_v6_cannot_be_mailed(uffd_ws: Path, tmp_path: Path) -> None:
 
 # -- the demo stack (our own patches, base debian/6.12) ----------------------------------------
 @pytest.mark.integration
-def test_demo_stack_v2(repo_workspace: Path, tmp_path: Path) -> None:
-    if not (REPO / "patches" / "uffd-move-selftests" / "v2").is_dir():
-        pytest.skip("the demo stack patches/uffd-move-selftests/v2 does not exist yet")
-    from series.trees import list_trees
-    from series.workspace import Workspace, default_cache
-    trees = [t for t in list_trees(Workspace(root=repo_workspace, cache=default_cache())) if t.kind == "debian"]
-    if not trees:
-        pytest.skip("no Debian kernel tree registered (series tree add debian --debian 6.12)")
+def test_demo_stack_v2(repo_workspace: Path, debian_trees, tmp_path: Path) -> None:  # noqa: ANN001
+    """The demo stack in this repository, mailed against the Debian 6.12 tree the
+    session imported (tree `debian`): validated, threaded, recipients from the
+    tree's get_maintainer.pl."""
+    assert (REPO / "patches" / "uffd-move-selftests" / "v2").is_dir()
     out = tmp_path / "out"
     r = run_series("-C", str(repo_workspace), "mail", "uffd-move-selftests", "v2", "-o", str(out),
-                   "--tree", trees[0].name, "--json")
+                   "--tree", "debian", "--json")
     assert r.rc == 0, r.err
     j = r.json
-    assert j["validation"] == {**j["validation"], "b4": "pass", "git_am": "pass"}
+    v = j["validation"]
+    assert {k: v[k] for k in ("headers", "thread", "mbox", "b4", "git_am")} == dict.fromkeys(
+        ("headers", "thread", "mbox", "b4", "git_am"), "pass") and v["problems"] == []
     msgs = [_parse(p) for p in sorted(out.glob("*.patch"))]
     n = len(msgs) - 1
+    assert v["patches_compared"] == n and v["messages"] == n + 1
     assert msgs[0]["Subject"].startswith(f"[PATCH v2 0/{n}]")
     assert all(m["In-Reply-To"] == msgs[0]["Message-ID"] for m in msgs[1:])
     assert re.search(r"^base-commit: [0-9a-f]{40}$", msgs[0].get_content(), re.M)
-    if j["recipients_from"] == "get_maintainer.pl":
-        assert "linux-kselftest@vger.kernel.org" in " ".join(j["cc"])
+    assert j["recipients_from"] == "get_maintainer.pl"
+    assert "linux-kselftest@vger.kernel.org" in " ".join(j["cc"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import io
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, repo_state, run_series
+from conftest import git, repo_state, run_series, unique_name
 
 
 def _fake_tarball(src: Path, version: str = "9.9", sublevel: int = 3) -> Path:
@@ -59,7 +58,7 @@ def _ws(workspace: Path):  # noqa: ANN202
 
 
 def test_debian_import_two_roots_and_quirks(workspace: Path, fake_src: Path, tmp_path: Path) -> None:
-    name = f"fake-{tmp_path.name[-12:]}".replace("_", "-")
+    name = unique_name("fake")
     r = run_series("tree", "add", name, "--debian", "9.9", "--json", cwd=workspace)
     assert r.rc == 0, r.err
     assert r.json["tags"] == ["debian/9.9.3"]
@@ -90,7 +89,7 @@ def test_resolve_ref_and_materialize(workspace: Path, fake_src: Path, tmp_path: 
     from series import trees
     from series.errors import UserError
     ws = _ws(workspace)
-    name = f"res-{tmp_path.name[-12:]}".replace("_", "-")
+    name = unique_name("res")
     tree = trees.add_debian(ws, name, "9.9")
     sha = trees.resolve_ref(tree, "debian/9.9")
     assert sha == trees.resolve_ref(tree, "debian/9.9.3") == trees.resolve_ref(tree, sha)
@@ -113,7 +112,7 @@ def test_path_tree_is_read_only(workspace: Path, tmp_path: Path) -> None:
     git(user, "commit", "-qm", "base")
     before = repo_state(user)
     cfg = (user / ".git" / "config").read_text()
-    name = "user-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]
+    name = unique_name("user")
     r = run_series("tree", "add", name, "--path", str(user), "--json", cwd=workspace)
     assert r.rc == 0, r.err
     assert r.json["kind"] == "path" and r.json["path"] == str(user)
@@ -132,6 +131,26 @@ def test_path_tree_is_read_only(workspace: Path, tmp_path: Path) -> None:
     r = run_series("tree", "add", name, "--path", str(other), cwd=workspace)
     assert r.rc == 1 and "already points at" in r.err and len(r.err.strip().splitlines()) == 1
     assert trees.load_tree(_ws(workspace), name).path == user
+
+
+def test_list_survives_a_deleted_path_tree(workspace: Path, tmp_path: Path) -> None:
+    """The registry lives in the cache, which outlives the checkouts it names (a
+    test cache reused across sessions does): a vanished --path tree is listed as
+    missing, and the others still are."""
+    import shutil
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    git(gone, "init", "-q", "-b", "main")
+    git(gone, "commit", "-q", "--allow-empty", "-m", "base")
+    name = unique_name("gone")
+    assert run_series("tree", "add", name, "--path", str(gone), cwd=workspace).rc == 0
+    shutil.rmtree(gone)
+    r = run_series("tree", "list", "--json", cwd=workspace)
+    assert r.rc == 0, r.err
+    entry = next(t for t in r.json["trees"] if t["name"] == name)
+    assert entry["tags"] == [] and entry["missing"] == f"{gone} no longer exists"
+    text = run_series("tree", "list", cwd=workspace)
+    assert text.rc == 0 and f"(missing: {gone} no longer exists)" in text.out
 
 
 @pytest.mark.parametrize("args, needle", [

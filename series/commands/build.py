@@ -35,6 +35,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                         "(default: [test] config in series.toml). base and the suites' fragments are always merged")
     p.add_argument("--suites", metavar="LIST", help="comma-separated test suites (default: [test] suites in series.toml)")
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="make -jN (default: the number of CPUs)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="build every commit, even one whose result is recorded (else reported `cached`)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
 
@@ -48,8 +50,9 @@ def options(args: argparse.Namespace, cmd: str) -> "Options":
         (["--onto", args.onto] if args.onto else []) + (["--tree", args.tree] if args.tree else []) + \
         [a for c in (args.config or []) for a in ("--config", c)] + \
         (["--suites", args.suites] if args.suites is not None else []) + \
-        (["--per-patch"] if getattr(args, "per_patch", False) else [])
-    return Options(onto=args.onto, tree=args.tree, jobs=args.jobs, suites=suites, config=args.config, argv=argv)
+        (["--per-patch"] if getattr(args, "per_patch", False) else []) + (["--rebuild"] if args.rebuild else [])
+    return Options(onto=args.onto, tree=args.tree, jobs=args.jobs, suites=suites, config=args.config, argv=argv,
+                   rebuild=args.rebuild)
 
 
 def build_json(r: "Run") -> dict[str, Any]:
@@ -74,7 +77,9 @@ def build_text(r: "Run") -> str:
         lines.append(f"  missing patches (not built): {', '.join(map(str, res.missing))}")
     for it in st.items:
         label = "base" if it["index"] == 0 else f"patch {it['index']}"
-        lines.append(f"  {label:<9} {it['status']:<5} {it['duration_s']:7.1f}s  ({it.get('rebuilt', 0)} objects)")
+        what = f"cached: {it.get('cached_from', 'an earlier build')}" if it.get("cached") else \
+            f"{it.get('rebuilt', 0)} objects"
+        lines.append(f"  {label:<9} {it['status']:<5} {it['duration_s']:7.1f}s  ({what})")
         lines += [f"      new warning: {w}" for w in it["new_warnings"]]
         lines += [f"      error: {e}" for e in it["errors"]]
     lines.append(f"results: {r.path('results.json')}")

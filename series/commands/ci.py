@@ -1,46 +1,83 @@
-"""series ci [STACK] [vN] [--onto REF] [--tree NAME] [-o DIR] [--stages ...] [--json]"""
+"""series ci [STACK] [vN | --all] [--onto REF] [--tree NAME] [-o DIR] [--stages ...] [--rebuild] [--json]
+
+One revision: every stage, one run directory.  `--all`: every revision of the
+stack, oldest first, one run directory each plus a summary; the build
+directory is shared, so a revision that changes one patch rebuilds only what
+that patch touches (the others are `cached`).  A revision that cannot be
+verified is `skip`, with the reason: not imported, an incomplete import (the
+missing patches are named), or already upstream (every patch is already in
+the base).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..context import Context
 from ..errors import UserError
 
+if TYPE_CHECKING:
+    from ..pipeline import Options, Run
+    from ..pipeline.progress import Progress
+    from ..stacks.model import Revision, Stack
+    from ..workspace import Workspace
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("ci", help="run every stage on a revision (apply, checkpatch, hygiene, build, boot/test, mail) "
-                                  "and write results.json, JUnit, patchwork checks and an HTML dashboard",
+                                  "and write results.json, JUnit, patchwork checks and an HTML page",
                        description="The demo CI. Defaults come from [ci] in series.toml (stack, tree, onto). "
                                    "A Debian tree named there is made from /usr/src on first use.")
     p.add_argument("stack", nargs="?", help="default: [ci] stack")
     p.add_argument("revision", nargs="?", help="vN (default: the latest)")
+    p.add_argument("--all", action="store_true",
+                   help="every revision of the stack, oldest first, sharing the build directory; "
+                        "one run directory per revision plus a summary")
     p.add_argument("--onto", metavar="REF", help="base (default: the revision's base, else [ci] onto)")
     p.add_argument("--tree", metavar="NAME", help="kernel tree (default: [ci] tree; a Debian one is made on first use)")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="run directory (default: $SERIES_CACHE/runs/...)")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR",
+                   help="run directory (default: $SERIES_CACHE/runs/...); with --all, DIR/v<N>/ per revision "
+                        "and DIR/summary.json")
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of apply,checkpatch,hygiene,build,test,mail")
     p.add_argument("--suites", metavar="LIST", help="comma-separated test suites (default: [test] suites in series.toml)")
     p.add_argument("--top-only", action="store_true", help="build only the top of the revision, not each patch")
+    p.add_argument("--rebuild", action="store_true",
+                   help="build every commit, even one whose result is recorded for the same tree, config and "
+                        "toolchain (else reported `cached`)")
     p.add_argument("--boot-timeout", type=float, default=600.0, metavar="S", help="whole-boot limit in seconds (default 600)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..errors import UserError
-    from ..pipeline import Options, prepare
-    from ..pipeline.progress import progress
-    from ..pipeline.stages import STAGE_NAMES, execute
+    from ..pipeline import Options
+    from ..pipeline.stages import STAGE_NAMES, closure
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else list(STAGE_NAMES)
+    closure(stages)   # unknown stages are refused before any work
     if args.boot_timeout <= 0:
         raise UserError("--boot-timeout must be positive")
+    if args.all and args.revision:
+        raise UserError("--all runs every revision: give no revision with it")
     suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites is not None else None
     argv = ([args.stack] if args.stack else []) + ([args.revision] if args.revision else []) + \
         (["--onto", args.onto] if args.onto else []) + (["--tree", args.tree] if args.tree else []) + \
-        (["--stages", args.stages] if args.stages else []) + (["--suites", args.suites] if args.suites else [])
+        (["--stages", args.stages] if args.stages else []) + (["--suites", args.suites] if args.suites else []) + \
+        (["--top-only"] if args.top_only else []) + (["--rebuild"] if args.rebuild else [])
     opts = Options(onto=args.onto, tree=args.tree, per_patch=not args.top_only, boot_timeout_s=args.boot_timeout,
-                   suites=suites, argv=argv)
+                   suites=suites, argv=argv, rebuild=args.rebuild)
+    if args.all:
+        return _run_all(args, ctx, stages, opts)
+    return _run_one(args, ctx, stages, opts)
+
+
+def _run_one(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "Options") -> int:
+    from ..pipeline import prepare
+    from ..pipeline.progress import progress
+    from ..pipeline.stages import execute
     with progress(ctx) as say:
         with prepare(ctx.ws, "ci", args.stack, args.revision, opts, stages=stages, out=args.output, say=say) as run_:
             say(f"run directory: {run_.dir}")
@@ -48,9 +85,154 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     r = run_.finish()
     lines = [f"series ci {r['stack']} v{r['revision']} onto {r['onto']}: {r['status'].upper()}"]
     for s in r["stages"]:
-        lines.append(f"  {s['name']:<10} {s['status']:<5} {s['duration_s']:7.1f}s  {s['summary']}")
+        cached = " (cached)" if s.get("cached") else ""
+        lines.append(f"  {s['name']:<10} {s['status']:<5} {s['duration_s']:7.1f}s  {s['summary']}{cached}")
     if r["missing"]:
         lines.append(f"  missing patches (not imported): {', '.join(map(str, r['missing']))}")
     lines.append(f"reports: results.json junit.xml patchwork-checks.json summary.md index.html in {r['run_dir']}")
     ctx.emit(r, "\n".join(lines))
     return 2 if r["status"] in ("fail", "error") else 0
+
+
+# -- --all -----------------------------------------------------------------------------
+def skip_reason(run_: "Run") -> str | None:
+    """Why a revision that was applied is not verified further: already upstream
+    (every imported patch is already in the base), or an incomplete import."""
+    rev, res = run_.rev, run_.state.apply
+    if res is not None:
+        tried = [p for p in res.patches if p.status != "missing"]
+        if tried and all(p.status == "already-present" for p in tried):
+            nums = ", ".join(str(p.index) for p in tried)
+            why = f"already upstream: patch {nums} {'is' if len(tried) == 1 else 'are'} already in {res.onto}"
+            if rev.missing:
+                why += f" (patch {_nums(rev.missing)} not imported)"
+            return why
+    if rev.missing:
+        return (f"incomplete import: patch {_nums(rev.missing)} of {len(rev.indexes)} missing "
+                f"(series fetch {run_.stack.name} --revision {rev.version}, or series import)")
+    return None
+
+
+def _nums(xs: list[int]) -> str:
+    return ", ".join(map(str, xs))
+
+
+def _skip_rest(run_: "Run", stages: list[str], reason: str) -> None:
+    """Mark the revision skipped: the apply result keeps its per-patch items, every
+    other selected stage is `skip` with the same reason."""
+    from ..pipeline import StageResult, Status
+    from ..pipeline.stages import closure
+    ap = run_.result("apply")
+    if ap is not None:
+        ap.status, ap.summary = Status.SKIP, reason
+    for st in closure(stages):
+        if run_.result(st.name) is None:
+            run_.stages.append(StageResult.skip(st.name, reason))
+    run_.selected = list(dict.fromkeys([*run_.selected, *stages]))
+    run_.write()
+
+
+def _unrunnable(ws: "Workspace", stack: "Stack", rev: "Revision", opts: "Options", stages: list[str], reason: str,
+                out: Path | None, say: "Progress") -> "Run":
+    """A run directory that says why this revision was not run at all."""
+    from ..pipeline import Run
+    run_ = Run(ws, "ci", stack, rev, opts, onto=opts.onto or rev.base or ws.config.get("ci", {}).get("onto"),
+               out=out, say=say)
+    _skip_rest(run_, stages, reason)
+    return run_
+
+
+def _run_all(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "Options") -> int:
+    from ..fsutil import atomic_write_json, atomic_write_text
+    from ..pipeline import prepare
+    from ..pipeline.progress import progress
+    from ..pipeline.stages import closure, execute
+    from ..stacks.store import load_stack
+    ws = ctx.ws
+    name = args.stack or ws.config.get("ci", {}).get("stack")
+    if not name:
+        raise UserError("no stack given (and no [ci] stack in series.toml)")
+    stack = load_stack(ws, name)
+    revs = sorted(stack.revisions, key=lambda r: r.version)
+    if not revs:
+        raise UserError(f"stack {stack.name} has no revisions")
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output} exists and is not a directory")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    summary_dir = (args.output or ws.cache.ci_all_dir(stamp, stack.name)).resolve()
+    gated = "apply" in {s.name for s in closure(stages)}
+    entries: list[dict[str, Any]] = []
+    started = _now()
+    with progress(ctx) as say:
+        for n, rev in enumerate(revs):
+            say.step("ci --all", n, len(revs), f"v{rev.version}")
+            say(f"-- {stack.name} v{rev.version} ({n + 1}/{len(revs)})")
+            out = (args.output / f"v{rev.version}") if args.output else None
+            t0 = time.monotonic()
+            run_: Run
+            if not rev.imported_patches():
+                run_ = _unrunnable(ws, stack, rev, opts, stages, f"not imported: series fetch {stack.name} "
+                                   f"--revision {rev.version} (or series import)", out, say)
+            else:
+                try:
+                    run_ = prepare(ws, "ci", stack.name, str(rev.version), opts, stages=stages, out=out, say=say)
+                except UserError as e:
+                    run_ = _unrunnable(ws, stack, rev, opts, stages, f"cannot run: {e}", out, say)
+                else:
+                    with run_:
+                        say(f"run directory: {run_.dir}")
+                        if gated:
+                            execute(run_, ["apply"], keep_going=True)
+                            reason = skip_reason(run_)
+                            if reason:
+                                say(f"v{rev.version}: skip: {reason}")
+                                _skip_rest(run_, stages, reason)
+                            else:
+                                execute(run_, stages, keep_going=True)
+                        else:
+                            execute(run_, stages, keep_going=True)
+            r = run_.finish()
+            skipped = r["status"] == "skip"
+            entries.append({"revision": rev.version, "status": r["status"], "run_dir": r["run_dir"],
+                            "reason": next((s["summary"] for s in r["stages"]), "") if skipped else "",
+                            "duration_s": round(time.monotonic() - t0, 3),
+                            "stages": {s["name"]: s["status"] for s in r["stages"]},
+                            "cached": [s["name"] for s in r["stages"] if s.get("cached")],
+                            "rebuilt": {str(i["index"]): i.get("rebuilt", 0) for s in r["stages"]
+                                        if s["name"] == "build" for i in s["items"] if not i.get("cached")}})
+        say.step("ci --all", len(revs), len(revs), "done")
+    worst = _worst([e["status"] for e in entries])
+    summary = {"schema": 1, "command": "ci --all", "stack": stack.name, "title": stack.title, "status": worst,
+               "started": started, "finished": _now(), "summary_dir": str(summary_dir),
+               "selected": stages, "revisions": entries}
+    summary_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(summary_dir / "summary.json", summary)
+    text = _all_text(summary)
+    atomic_write_text(summary_dir / "summary.md", text + "\n")
+    ctx.emit(summary, text)
+    return 2 if worst in ("fail", "error") else 0
+
+
+def _worst(statuses: list[str]) -> str:
+    from ..pipeline import overall
+    return str(overall(statuses))
+
+
+def _all_text(s: dict[str, Any]) -> str:
+    lines = [f"series ci {s['stack']} --all: {s['status'].upper()} ({len(s['revisions'])} revisions)"]
+    for e in s["revisions"]:
+        what = e["reason"] if e["status"] == "skip" else "  ".join(f"{k} {v}" for k, v in e["stages"].items())
+        extra = ""
+        if e["cached"]:
+            extra = f"  [cached: {', '.join(e['cached'])}]"
+        elif e["rebuilt"]:
+            extra = "  [rebuilt objects: " + ", ".join(
+                f"{'base' if k == '0' else 'patch ' + k} {v}" for k, v in e["rebuilt"].items()) + "]"
+        lines.append(f"  v{e['revision']:<3} {e['status']:<5} {e['duration_s']:7.1f}s  {what}{extra}")
+        lines.append(f"       {e['run_dir']}")
+    lines.append(f"summary: {s['summary_dir']}/summary.json")
+    return "\n".join(lines)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

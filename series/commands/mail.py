@@ -92,7 +92,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     lines.append(f"  To: {', '.join(ms.to) or '(none)'}")
     lines.append(f"  Cc: {', '.join(ms.cc) or '(none)'}  [recipients from {ms.recipients_from}]")
     lines += [f"  note: {n}" for n in ms.notes]
-    lines.append("  validated: headers, b4 parse (complete, in order), git am round trip (same tree)")
+    v = r.state.extra["mail_validation"]
+    lines.append(f"  validated: headers, threading, series.mbox, b4 parse (complete, in order), git am round trip "
+                 f"({v['patches_compared']} patches, tree after each as the stack's; final tree {str(v['tree'])[:12]})")
     if args.send:
         assert smtp is not None
         sender = ms.mails[0].header("From") or ""

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.tree_cmd == "list":
         trees = list_trees(ws)
         rows = [t.to_json() for t in trees]
-        text = "\n".join(f"{t['name']:<12} {t['kind']:<7} {t['path']}  {' '.join(cast('list[str]', t['tags']))}"
+        text = "\n".join(f"{t['name']:<12} {t['kind']:<7} {t['path']}  "
+                         + (f"(missing: {t['missing']})" if t.get("missing") else ' '.join(cast('list[str]', t['tags'])))
                          for t in rows)
         ctx.emit({"trees": rows}, text or "no kernel trees registered (series tree add NAME --debian 6.12)")
         return 0

@@ -101,7 +101,7 @@ def per_patch_notes(pairs: list[Pair], old: Revision | None, new: Revision,
             if p.old_subject != p.new_subject and p.old_subject:
                 s += f"; was {_q(p.old_subject)}"
             notes[p.new].insert(0, s)
-        elif p.status == "same" and p.message_changed:
+        elif p.status == "same" and (p.message_changed or p.old_subject != p.new_subject):
             notes[p.new].insert(0, f"v{new.version}: commit message changed since v{old.version}, code unchanged")
         elif p.status == "same":
             notes[p.new].insert(0, f"v{new.version}: no change since v{old.version}")

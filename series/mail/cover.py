@@ -21,7 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
 
 from .. import __version__
 from ..errors import UserError
@@ -44,8 +43,12 @@ def lore_link(ws: Workspace, rev: Revision) -> str:
 
 
 def change_id(stack: Stack) -> str:
-    """Stable across the revisions of a stack: derived from the stack name and the
-    first revision's date (b4's shape: YYYYMMDD-<name>-<hash12>)."""
+    """Stable across the revisions of a stack: the one `series record` wrote in the
+    manifest (the newest revision that has one), else derived from the stack name
+    and the first revision's date (b4's shape: YYYYMMDD-<name>-<hash12>)."""
+    recorded = [r.change_id for r in sorted(stack.revisions, key=lambda r: r.version) if r.change_id]
+    if recorded:
+        return recorded[-1]
     first = min(stack.revisions, key=lambda r: r.version) if stack.revisions else None
     date = (first.date if first else "") or ""
     day = re.sub(r"\D", "", date[:10])
@@ -128,14 +131,16 @@ class CoverInput:
 
 
 def template_for(ws: Workspace, override: Path | None = None) -> tuple[str, str]:
-    """(template text, where it came from)."""
+    """(template text, where it came from).  A template from the workspace or the
+    command line is untrusted: read with limits (sandbox.read_template)."""
+    from .sandbox import read_template
     if override is not None:
         if not override.is_file():
             raise UserError(f"no such template: {override}")
-        return override.read_text(), str(override)
+        return read_template(override, str(override)), str(override)
     local = ws.root / "templates" / "cover.j2"
     if local.is_file():
-        return local.read_text(), str(local)
+        return read_template(local, str(local)), str(local)
     res = resources.files("series").joinpath("templates/cover.j2")
     return res.read_text(), "series/templates/cover.j2 (default)"
 
@@ -167,12 +172,11 @@ def variables(ws: Workspace, ci: CoverInput) -> dict[str, Any]:
 
 
 def render_cover(ws: Workspace, ci: CoverInput, template: Path | None = None) -> str:
+    from .sandbox import render_untrusted
     text, where = template_for(ws, template)
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    try:
-        out = env.from_string(text).render(**variables(ws, ci))
-    except jinja2.TemplateError as e:
-        raise UserError(f"cover template {where}: {type(e).__name__}: {e}") from None
+    # Sandboxed (no attribute leads out of the template), in a child process with
+    # time, memory and output limits: a workspace's template is untrusted input.
+    out = render_untrusted(text, variables(ws, ci), where)
     return re.sub(r"\n{3,}", "\n\n", out).rstrip("\n") + "\n"
 
 

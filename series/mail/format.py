@@ -125,6 +125,11 @@ def _parse_addresses(value: str) -> list[tuple[str, str]]:
     for _, mail in pairs:
         if not _ADDR_SPEC_RE.match(mail) or mail not in value:
             raise UserError(f"not an e-mail address: {value!r}")
+        if not mail.isascii():
+            # A mail header carries an ASCII addr-spec (git send-email and most
+            # servers take no SMTPUTF8); the name may be anything (RFC 2047).
+            raise UserError(f"the address {mail!r} is not ASCII: use its ASCII form (an IDNA domain, "
+                            "xn--...) and put other characters in the name")
     return pairs
 
 

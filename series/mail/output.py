@@ -37,6 +37,15 @@ def check_output(out: Path, force: bool) -> Path:
             parent = parent.parent
         if not parent.is_dir():
             raise UserError(f"cannot make {out}: {parent} is not a directory")
+    # Refused now, before any work, rather than after the mails are made: a parent
+    # we cannot write in (read-only, someone else's, /proc).
+    where = out if out.is_dir() else out.parent
+    while not where.exists():
+        where = where.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".series-probe-", dir=where))
+    except OSError as e:
+        raise UserError(f"cannot write the mails under {where}: {e.strerror or e}; choose another -o DIR") from None
     return out
 
 

@@ -2,8 +2,9 @@
 
 Shared by `series mail` and `series ci`: apply in a scratch worktree, build the
 mails (cover + patches, To/Cc from get_maintainer.pl unless given), then check
-headers, the b4 parse and the `git am` round trip.  Raises StageFailed when the
-mails do not validate, UserError when the revision cannot be mailed.
+headers, threading, the mbox, the b4 parse and the `git am` round trip
+(validate.py).  Raises StageFailed when the mails do not validate, UserError
+when the revision cannot be mailed; returns what the validation found.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..errors import StageFailed, UserError
 from ..stacks.model import Revision, Stack
@@ -20,13 +20,13 @@ from ..trees import Tree, materialize, resolve_ref
 from ..workspace import Workspace
 from .cover import cover_input
 from .format import MailOptions, MailSet, build_mails, refuse_incomplete
-from .validate import am_roundtrip, apply_in_worktree, b4_problems, check_headers, refuse_conflicts, stack_items
+from .validate import Validation, apply_in_worktree, check_headers, refuse_conflicts, stack_items, validate
 
 
 def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref: str, *,
                   to: list[str] | None = None, cc: list[str] | None = None, sender: str | None = None,
                   template: Path | None = None, use_get_maintainer: bool = True,
-                  say: Callable[[str], None] = lambda _m: None) -> tuple[MailSet, Any, str]:
+                  say: Callable[[str], None] = lambda _m: None) -> tuple[MailSet, Validation, str]:
     refuse_incomplete(st, rev)
     base = resolve_ref(tree, base_ref)
     scratch = ws.cache.mail_scratch(st.name, rev.version)
@@ -45,11 +45,11 @@ def prepare_mails(ws: Workspace, st: Stack, rev: Revision, tree: Tree, base_ref:
                            maintainers_root=gm_root, template=template)
         ms = build_mails(ws, st, rev, ci.changelog, ci, opts)
         check_headers(ms)
-        problems = b4_problems(ms)
-        assert applied.tree is not None
-        problems += am_roundtrip(tree.work_repo, base, ms, applied.tree, scratch)
+        say("validating the mails: threading, series.mbox, b4 parse, git am round trip")
+        found = validate(ms, tree.work_repo, base, applied, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if problems:
-        raise StageFailed(f"{st.name} v{rev.version}: the generated mails do not validate: " + "; ".join(problems))
-    return ms, applied, base
+    if found.problems:
+        raise StageFailed(f"{st.name} v{rev.version}: the generated mails do not validate: "
+                          + "; ".join(found.problems))
+    return ms, found, base

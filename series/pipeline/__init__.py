@@ -57,7 +57,12 @@ def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str
     wanted = {s.name for s in closure(stages)}
     if opts.onto is not None and not opts.onto.strip():
         raise UserError("--onto needs a ref (it is empty)")
-    onto = opts.onto or rev.base or ws.config.get("ci", {}).get("onto")
+    # The [ci] stack is tested where [ci] says (the main job: onto debian/6.12), also a
+    # revision whose recorded base is a commit (`series record` writes one); any other
+    # stack on its recorded base, else [ci] onto.
+    ci = ws.config.get("ci", {})
+    ci_onto = ci.get("onto") if ci.get("stack") == stack.name else None
+    onto = opts.onto or ci_onto or rev.base or ci.get("onto")
     tree: Tree | None = None
     if wanted & NEEDS_TREE:
         if not onto:

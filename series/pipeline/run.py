@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..fsutil import atomic_write_json, atomic_write_text
+from .progress import Progress
+from .progress import of as progress_of
 from .result import StageResult
 from .status import Status, overall
 
@@ -63,6 +65,7 @@ class Options:
     test_timeout_s: int = 300
     cmdline: str = ""
     accel: str | None = None
+    rebuild: bool = False           # build even a commit whose result is recorded (else reported `cached`)
     mail: MailRequest = field(default_factory=MailRequest)
     argv: list[str] = field(default_factory=list)
 
@@ -86,6 +89,8 @@ class Run:
         self.ws, self.command, self.stack, self.rev, self.opts = ws, command, stack, rev, opts
         self.tree, self.onto = tree, onto
         self.say: Say = say or (lambda _m: None)
+        # bars and counts on a terminal (`progress.step(task, done, total, detail)`), else nothing
+        self.progress: Progress = progress_of(say)
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         self.dir = (out or ws.cache.run_dir(stamp, command, stack.name, rev.version)).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def _apply(run: Run) -> StageResult:
     run.path("apply.txt").write_text(res.text() + "\n")
     items = []
     for p in res.patches:
-        files = ", ".join(f"{f.path} {f.clean}/{f.fuzz}/{f.rejected}" for f in p.files)
+        files = ", ".join(f"{f.path} {f.clean}/{f.offset}/{f.fuzz}/{f.rejected}" for f in p.files)
         items.append({"index": p.index, "subject": p.subject, "status": str(APPLY_OUTCOME.get(p.status, Status.ERROR)),
                       "apply": p.status, "summary": p.status + (f" ({p.how})" if p.how else ""),
                       "files": [f.to_json() for f in p.files], "details": files})
@@ -92,23 +92,48 @@ def test_plan(run: Run) -> "TestPlan":
 
 
 def _build(run: Run) -> StageResult:
-    from ..stages.build import BuildDir, build_dir_for, build_series
+    from ..stages.build import BuildDir, build_dir_for, build_series, toolchain
     res, tree = run.state.apply, run.tree
     assert res is not None and tree is not None
     plan = test_plan(run)
     commits = [(p.index, p.commit) for p in res.patches if p.commit]
-    bd = BuildDir(build_dir_for(run.ws.cache, tree.name, res.base_commit, plan.config_hash))
+    cache = run.ws.cache
+    bd = BuildDir(build_dir_for(cache, tree.name, res.base_commit, plan.config_hash), toolchain(cache))
     bd.root.mkdir(parents=True, exist_ok=True)
     # held until the run ends: nothing rebuilds under a running test
     run.locks.enter_context(exclusive_lock(bd.lock, f"build directory {bd.root.name}"))
     fragment = bd.write_fragment(plan.config_text)
     run.say("build: base, then each patch" if run.opts.per_patch else "build: the top of the revision")
+    # a cold build's expected object count: the last full build of the same config
+    expected = next((n for d in cache.build_dirs_with_config(plan.config_hash)
+                     if (n := BuildDir(d).full_object_count())), None)
     sb = build_series(bd, tree.work_repo, res.base_commit, commits, fragment=fragment,
                       per_patch=run.opts.per_patch, jobs=run.opts.jobs, progress=run.say,
-                      build_base=run.opts.build_base)
+                      build_base=run.opts.build_base, rebuild=run.opts.rebuild, expected_full=expected,
+                      tick=lambda label, done, total, what: run.progress.step(f"build {label}", done, total, what))
     sb.stage.extra["fragments"] = [str(p) for p in plan.fragments]
+    for it in sb.stage.items:
+        run.progress.end("build base" if it["index"] == 0 else f"build patch {it['index']}")
+    _keep_logs(run, sb.stage)
     run.state.build, run.state.build_dir = sb, bd
     return sb.stage
+
+
+def _keep_logs(run: Run, st: StageResult) -> None:
+    """Copy the build's step logs into the run directory (the run stays whole when
+    the build directory moves on, and its pages can link them relatively)."""
+    from pathlib import Path
+    out = run.path("build")
+    for it in st.items:
+        src = Path(str(it.get("log") or ""))
+        if it.get("log") and src.is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            dst = out / src.name
+            shutil.copyfile(src, dst)
+            it["log"] = str(dst)
+    if out.is_dir():
+        st.extra["build_logs"] = st.log
+        st.log = str(out)
 
 
 # -- test --------------------------------------------------------------------------
@@ -125,10 +150,13 @@ def _test(run: Run) -> StageResult:
     bz = run.path("bzImage")
     shutil.copy2(sb.bzimage, bz)
     run.say("test: building " + ", ".join(s.name for s in plan.suites) + " against the tree under test")
-    built = build_suites(bd.src, bd.obj, run.path("selftests"), plan.suites, log_dir=run.path("selftests"))
+    built = build_suites(bd.src, bd.obj, run.path("selftests"), plan.suites, log_dir=run.path("selftests"),
+                         tc=bd.toolchain, record_dir=bd.suite_results, rebuild=run.opts.rebuild)
     boot = boot_and_test(bz, built, work_dir=run.dir, cache=run.ws.cache, boot_timeout_s=run.opts.boot_timeout_s,
                          test_timeout_s=run.opts.test_timeout_s, cmdline_extra=run.opts.cmdline,
-                         accel=run.opts.accel, progress=run.say)
+                         accel=run.opts.accel, progress=run.say,
+                         on_test=lambda what, n: run.progress.step("test", n, None, what))
+    run.progress.end("test")
     boot.stage.extra["selftests"] = [b.to_dict() for b in built]
     run.state.extra["boot"] = boot
     return boot.stage
@@ -143,18 +171,19 @@ def _mail(run: Run) -> StageResult:
         return StageResult.skip("mail", f"incomplete revision: patch {', '.join(map(str, rev.missing))} missing")
     assert run.tree is not None
     run.say("mail: generating and validating the mails (not sent)")
-    ms, applied, base = prepare_mails(run.ws, run.stack, rev, run.tree, run.base_commit or run.onto or "",
-                                      to=req.to, cc=req.cc, sender=req.sender, template=req.template,
-                                      use_get_maintainer=req.use_get_maintainer, say=run.say)
+    ms, validation, base = prepare_mails(run.ws, run.stack, rev, run.tree, run.base_commit or run.onto or "",
+                                         to=req.to, cc=req.cc, sender=req.sender, template=req.template,
+                                         use_get_maintainer=req.use_get_maintainer, say=run.say)
     run.base_commit = run.base_commit or base
     out = req.output or run.path("mails")
     files = write_atomically(out, ms, req.force or req.output is None)
-    run.state.extra.update(mailset=ms, mail_files=files,
-                           mail_validation={"headers": "pass", "b4": "pass", "git_am": "pass", "tree": applied.tree})
+    run.state.extra.update(mailset=ms, mail_files=files, mail_validation=validation.to_json())
     return StageResult(name="mail", status=Status.PASS,
-                       summary=f"{len(ms.mails)} mails validated (b4 parse, git am round trip); not sent",
+                       summary=f"{len(ms.mails)} mails validated (threading, mbox, b4 parse, git am round trip "
+                               f"patch by patch); not sent",
                        items=[{"name": m.subject, "status": "pass"} for m in ms.mails], log=str(out),
-                       extra={"to": ms.to, "cc": ms.cc, "change_id": ms.change_id, "output": str(out)})
+                       extra={"to": ms.to, "cc": ms.cc, "change_id": ms.change_id, "output": str(out),
+                              "validation": validation.to_json()})
 
 
 STAGES: tuple[Stage, ...] = (
@@ -194,8 +223,10 @@ def execute(run: Run, names: Sequence[str], *, keep_going: bool) -> None:
     `keep_going` (series ci) a stage that raises becomes `error` and the run
     goes on; otherwise the error reaches the command line (one line, its exit code)."""
     order = closure(names)
-    run.selected = list(names)
+    run.selected = list(dict.fromkeys([*run.selected, *names]))
     for stage in order:
+        if run.result(stage.name) is not None:
+            continue          # already run in this Run (`series ci --all` runs apply first)
         blocked = [(n, run.result(n)) for n in stage.needs]
         bad = [f"{n} {r.status if r else 'not run'}: {r.summary if r else ''}".rstrip(": ")
                for n, r in blocked if r is None or r.status.failed]
@@ -210,6 +241,11 @@ def execute(run: Run, names: Sequence[str], *, keep_going: bool) -> None:
                     raise
                 st = StageResult(name=stage.name, status=Status.FAIL if e.exit_code in (1, 2) else Status.ERROR,
                                  summary=str(e))
+            except Exception as e:  # a bug in one stage: reported, and the other stages still run
+                if not keep_going:
+                    raise
+                st = StageResult(name=stage.name, status=Status.ERROR,
+                                 summary=f"internal error: {type(e).__name__}: {e}")
         if not st.duration_s:
             st.duration_s = t.elapsed
         run.add(st)

@@ -12,7 +12,7 @@ from ..errors import InfraError, UserError
 from ..workspace import Workspace
 from .importer import ImportReport, import_mailbox
 from .model import Revision
-from .store import load_stack
+from .store import load_stack, stack_write_lock
 
 
 @dataclass
@@ -61,6 +61,14 @@ def fetch_from_lore(ws: Workspace, rev: Revision, dest: Path) -> Path:
 
 def fetch_stack(ws: Workspace, name: str, *, revision: int | None = None, mirror: Path | None = None,
                 force: bool = False) -> list[FetchOutcome]:
+    """Every revision, under the stack's lock (held across them: a fetch is one write)."""
+    load_stack(ws, name)     # an unknown stack is refused before any lock file is made
+    with stack_write_lock(ws, name):
+        return _fetch_locked(ws, name, revision=revision, mirror=mirror, force=force)
+
+
+def _fetch_locked(ws: Workspace, name: str, *, revision: int | None, mirror: Path | None,
+                  force: bool) -> list[FetchOutcome]:
     stack = load_stack(ws, name)
     revs = [stack.revision(revision)] if revision is not None else stack.revisions
     if mirror is not None and not mirror.is_dir():
@@ -81,11 +89,11 @@ def fetch_stack(ws: Workspace, name: str, *, revision: int | None = None, mirror
                     raise UserError(f"v{rev.version} of {name} is not in the mirror (no {cands[0]})")
                 outcomes.append(FetchOutcome(rev.version, str(mirror / name), skipped=f"not in the mirror ({cands[0]})"))
                 continue
-            rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force)
+            rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force, locked=True)
             outcomes.append(FetchOutcome(rev.version, str(src), report=rep[0]))
         else:
             with tempfile.TemporaryDirectory(prefix="series-fetch-") as tmp:
                 src = fetch_from_lore(ws, rev, Path(tmp))
-                rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force)
+                rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force, locked=True)
                 outcomes.append(FetchOutcome(rev.version, ws.lore_url, report=rep[0]))
     return outcomes

@@ -8,11 +8,10 @@ killed import leaves nothing that a later run would trust.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,16 @@ from typing import Any
 import tomli_w
 
 from ..errors import UserError
+from ..fsutil import atomic_write_text
 from ..git import patch_id
-from ..patch import patch_filename
+from ..patch import Patch, patch_filename
 from ..workspace import Workspace, check_stack_name
 from liblore.utils import split_mbox_as_bytes
 
+from . import revdir
 from .mailbox import Mail, clean_header, clean_msgid, find_trailers, load_mails, mailinfo
-from .model import IMPORT_FILE, PatchInfo, Revision, Stack, load_toml
-from .store import load_stack, stack_exists
+from .model import IMPORT_FILE, MAX_PATCHES, MAX_VERSION, PatchInfo, Revision, Stack, load_toml
+from .store import check_import_record, load_stack, stack_exists, stack_write_lock
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ParsedRevision:
     cover: Mail | None
     title: str
     date: str
+    corrupt: dict[int, str] = field(default_factory=dict)   # index -> why it was not imported
 
 
 @dataclass
@@ -75,19 +77,23 @@ class ImportReport:
     ignored: dict[str, int] = field(default_factory=dict)
     kept_aside: str | None = None
     notes: list[str] = field(default_factory=list)
+    corrupt: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "version": self.version, "status": self.status, "expected": self.expected,
                 "present": self.present, "missing": self.missing, "complete": not self.missing,
+                "corrupt": [{"index": i, "reason": why} for i, why in sorted(self.corrupt.items())],
                 "ignored": self.ignored, "kept_aside": self.kept_aside, "notes": self.notes}
 
     def line(self) -> str:
         miss = f", missing {', '.join(map(str, self.missing))}" if self.missing else " (complete)"
+        bad = "; corrupt (not imported): " + "; ".join(f"patch {i}: {why}" for i, why in sorted(self.corrupt.items())) \
+            if self.corrupt else ""
         ign = ", ".join(f"{v} {k}" for k, v in self.ignored.items() if v)
         extra = f"; ignored {ign}" if ign else ""
         aside = f"; previous copy kept in {self.kept_aside}" if self.kept_aside else ""
         return (f"{self.stack} v{self.version}: {self.status}, {len(self.present)} of {self.expected} "
-                f"patches{miss}{extra}{aside}")
+                f"patches{miss}{bad}{extra}{aside}")
 
 
 def parse_select(text: str | None) -> tuple[int, int] | None:
@@ -127,6 +133,40 @@ def _patch_file(m: Mail) -> str:
         headers.append(f"In-Reply-To: <{lm.in_reply_to}>")
     headers += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=UTF-8", "Content-Transfer-Encoding: 8bit"]
     return "\n".join(headers) + "\n\n" + body + ("" if body.endswith("\n") else "\n")
+
+
+_FILES_CHANGED = re.compile(r"^ (\d+) files? changed", re.M)
+
+
+def _mail_problem(m: Mail) -> str | None:
+    """A mail without a sender or a date would get an empty author or the time of
+    the import (b4's fallback): say so instead."""
+    if not m.lmsg.fromemail:
+        return "no From: header (the author is unknown)"
+    date = m.msg.get("Date")
+    if date is None:
+        return "no Date: header"
+    if email.utils.parsedate_tz(clean_header(date)) is None:
+        return f"unreadable Date: header {clean_header(date)[:60]!r}"
+    return None
+
+
+def _problem(m: Mail, text: str, what: str) -> str | None:
+    """Why a patch mail cannot be imported as it is, or None: the mail's own
+    problems, a diff whose hunks are shorter than their headers say, or one that
+    holds fewer files than its own diffstat counts (it was cut short).  Such a
+    patch is `corrupt`: reported, not imported."""
+    if (why := _mail_problem(m)) is not None:
+        return why
+    try:
+        patch = Patch.from_bytes(text.encode("utf-8"), what)
+    except UserError as e:
+        return str(e).removeprefix(f"{what}: ")
+    stat = patch.diff.split("\ndiff --git ", 1)[0]
+    said = _FILES_CHANGED.search(stat)
+    if said and len(patch.files) < int(said.group(1)):
+        return (f"truncated: its diffstat counts {said.group(1)} files, the diff has {len(patch.files)}")
+    return None
 
 
 def _make_patch(m: Mail, index: int) -> ImportedPatch:
@@ -194,14 +234,22 @@ def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | 
         chosen = by_rev
     out: list[ParsedRevision] = []
     for ver, ms in sorted(chosen.items()):
+        if ver < 1:
+            raise UserError(f"{path}: the subjects say v{ver}; revisions are numbered from 1 "
+                            "(name one with --revision N)")
+        if ver > MAX_VERSION:
+            raise UserError(f"{path}: the subjects say v{ver}, over the limit of v{MAX_VERSION}")
         posted_total = max(m.lmsg.expected for m in ms)
         cover = covers.get(ver) or covers.get(1 if ver == revision else -1)
         if cover is not None:
             posted_total = max(posted_total, cover.lmsg.expected)
+        if posted_total > MAX_PATCHES:
+            raise UserError(f"{path}: v{ver} says it has {posted_total} patches, over the limit of {MAX_PATCHES}")
         first, last = (1, posted_total) if select is None else select
         if select is not None and last > posted_total:
             raise UserError(f"--select {first}-{last}: v{ver} was posted with {posted_total} patches")
         patches: dict[int, ImportedPatch] = {}
+        corrupt: dict[int, str] = {}
         for m in ms:
             idx = m.lmsg.counter
             if not first <= idx <= last:
@@ -210,9 +258,21 @@ def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | 
             if idx in patches:
                 ignored["duplicates"] += 1
                 continue
+            text = _patch_file(m)
+            why = _problem(m, text, f"patch {idx} <{m.lmsg.msgid}>")
+            if why is not None:
+                corrupt.setdefault(idx, why)
+                continue
+            corrupt.pop(idx, None)   # a good copy of it came after a bad one
             patches[idx] = _make_patch(m, idx)
+        if not patches and corrupt:
+            i, why = min(corrupt.items())
+            raise UserError(f"{path}: no patch of v{ver} can be imported: patch {i} is corrupt: {why}"
+                            + (f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else ""))
         if not patches:
             raise UserError(f"{path}: no patch of v{ver} in the selected range {first}-{last}")
+        if cover is not None and (why := _mail_problem(cover)) is not None:
+            raise UserError(f"{path}: the cover letter of v{ver} <{cover.lmsg.msgid}>: {why}")
         lead = cover or min(ms, key=lambda m: m.lmsg.counter)
         prefixes = [p for p in lead.lmsg.lsubject.get_extra_prefixes() if not re.fullmatch(r"v\d+|\d+/\d+|PATCH", p, re.I)]
         if lead.lmsg.lsubject.rfc and "RFC" not in prefixes:
@@ -220,7 +280,7 @@ def parse_revisions(path: Path, revision: int | None, select: tuple[int, int] | 
         out.append(ParsedRevision(
             version=ver, version_inferred=ver not in explicit, posted_total=posted_total, first_index=first,
             expected=last - first + 1, prefixes=prefixes, patches=patches, cover=cover,
-            title=cover.lmsg.subject if cover else "", date=_iso(lead.lmsg.date)))
+            title=cover.lmsg.subject if cover else "", date=_iso(lead.lmsg.date), corrupt=corrupt))
     return out, ignored
 
 
@@ -239,6 +299,9 @@ def _record(pr: ParsedRevision, source: Path, existing: dict[int, dict[str, Any]
                             "patch_id": p.patch_id or "", "trailers": p.trailers, "in_body_from": p.in_body_from}
     meta: dict[str, Any] = {"version": pr.version, "expected": pr.expected, "first_index": pr.first_index,
                             "posted_total": pr.posted_total, "prefixes": pr.prefixes, "date": pr.date}
+    corrupt = {i: why for i, why in pr.corrupt.items() if i not in patches}
+    if corrupt:   # why a patch is missing: it came, but cut short or without a sender/date
+        meta["corrupt"] = [{"index": i, "reason": why} for i, why in sorted(corrupt.items())]
     if pr.cover is not None:
         meta["cover_message_id"] = pr.cover.lmsg.msgid
         meta["cover_subject"] = pr.cover.lmsg.full_subject
@@ -271,64 +334,90 @@ def _content_digest(d: Path) -> dict[str, str]:
             for f in sorted(d.iterdir()) if f.suffix == ".patch" or f.name == "cover.txt"}
 
 
+def normalized(text: str) -> str:
+    """A stored mail as two imports compare it: LF line ends, no trailing blank
+    lines.  A round trip through an mbox (posted.mbox, lore's mboxrd, a mail
+    client) adds or drops the final newline and may turn LF into CRLF; neither
+    makes it a different mail."""
+    return text.replace("\r\n", "\n").rstrip()
+
+
+def _stored_text(f: Path) -> str | None:
+    try:
+        return f.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: bool) -> tuple[str, str | None]:
-    """Write v<N>/ atomically.  Returns (status, kept_aside)."""
+    """Write v<N>/ (see revdir.py for the swap).  Returns (status, kept_aside).
+    Call with the stack's lock held."""
     final = stack_dir / f"v{pr.version}"
     existing_rec: dict[int, dict[str, Any]] = {}
     old_digest: dict[str, str] = {}
     if (final / IMPORT_FILE).is_file():
         rec = load_toml(final / IMPORT_FILE)
-        existing_rec = {int(p["index"]): p for p in rec.get("patches", [])}
+        existing_rec = {int(p["index"]): p for p in rec.get("patches", []) if isinstance(p, dict)}
         old_digest = _content_digest(final)
-        # Same index, different content: refuse unless --force.
-        clashes = [i for i, p in pr.patches.items() if i in existing_rec and (
-            existing_rec[i].get("message_id") != p.message_id
-            or old_digest.get(existing_rec[i]["file"]) != hashlib.sha256(p.text.encode()).hexdigest())]
-        if pr.cover is not None and (final / "cover.txt").is_file() and \
-                (final / "cover.txt").read_text() != _cover_text(pr.cover):
-            clashes.append(0)
+        # Same index, a different mail: refuse unless --force.  A stored file that
+        # is gone (deleted by hand) is no clash: the mailbox brings it back.
+        clashes: list[int] = []
+        for i, p in pr.patches.items():
+            old = existing_rec.get(i)
+            if old is None:
+                continue
+            if old.get("message_id") != p.message_id:
+                clashes.append(i)
+                continue
+            stored = _stored_text(final / str(old.get("file", "")))
+            if stored is not None and normalized(stored) != normalized(p.text):
+                clashes.append(i)
+        if pr.cover is not None and (final / "cover.txt").is_file():
+            stored = _stored_text(final / "cover.txt")
+            if stored is not None and normalized(stored) != normalized(_cover_text(pr.cover)):
+                clashes.append(0)
         if clashes and not force:
             what = ", ".join("the cover" if i == 0 else f"patch {i}" for i in clashes)
             raise UserError(f"v{pr.version} is already imported with different mails for {what}; "
                             "use --force to replace it (the old copy is kept aside)")
         if clashes:
             existing_rec = {}
-    stack_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{pr.version}.", suffix=".tmp", dir=stack_dir))
+    tmp = revdir.make_tmp(stack_dir, pr.version)
     try:
         if final.is_dir() and existing_rec:
             for f in final.iterdir():  # keep what was already there (a partial revision grows)
                 if f.is_file():
                     shutil.copy2(f, tmp / f.name)
         for p in pr.patches.values():
-            (tmp / p.filename).write_text(p.text)
+            old = existing_rec.get(p.index)
+            if old is not None and old.get("file") == p.filename and (tmp / p.filename).is_file():
+                continue        # the same mail (else it clashed above): the stored copy stays as it is
+            if old is not None and old.get("file") and old["file"] != p.filename:
+                (tmp / str(old["file"])).unlink(missing_ok=True)
+            (tmp / p.filename).write_text(p.text, encoding="utf-8")
         # The raw mails as posted, one per Message-ID (a growing revision keeps the old ones).
         posted = read_posted(tmp / "posted.mbox")
         if pr.cover is not None:
-            posted[pr.cover.lmsg.msgid] = pr.cover.raw
+            posted.setdefault(pr.cover.lmsg.msgid, pr.cover.raw)
         for p in sorted(pr.patches.values(), key=lambda p: p.index):
-            posted[p.message_id] = p.raw
+            posted.setdefault(p.message_id, p.raw)
         write_posted(tmp / "posted.mbox", posted)
-        if pr.cover is not None:
-            (tmp / "cover.txt").write_text(_cover_text(pr.cover))
-        (tmp / IMPORT_FILE).write_text(tomli_w.dumps(_record(pr, source, existing_rec)))
+        if pr.cover is not None and not (tmp / "cover.txt").is_file():
+            (tmp / "cover.txt").write_text(_cover_text(pr.cover), encoding="utf-8")
+        record = _record(pr, source, existing_rec)
+        try:
+            check_import_record(record)
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"v{pr.version}: refusing to write an import record that would not load: {e}") from None
+        (tmp / IMPORT_FILE).write_text(tomli_w.dumps(record), encoding="utf-8")
         new_digest = _content_digest(tmp)
         if old_digest and new_digest == old_digest:
             shutil.rmtree(tmp)
             return "unchanged", None
-        kept = None
-        if final.exists():
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            aside = stack_dir / f".v{pr.version}.replaced-{stamp}" if existing_rec else stack_dir / f"v{pr.version}.replaced-{stamp}"
-            os.rename(final, aside)
-            os.rename(tmp, final)
-            if existing_rec:  # grown, not replaced: the old partial copy is a subset; drop it
-                shutil.rmtree(aside)
-                return "updated", None
-            kept = str(aside)
-            return "replaced", kept
-        os.rename(tmp, final)
-        return "created", None
+        kind, status = (("new", "created") if not final.exists() else
+                        ("grow", "updated") if existing_rec else ("replace", "replaced"))
+        kept = revdir.install(stack_dir, pr.version, tmp, kind)
+        return status, (str(kept) if kept is not None else None)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -357,32 +446,72 @@ def _manifest_revision(pr: ParsedRevision) -> Revision:
     return rev
 
 
+def known_revision(stack: Stack, pr: ParsedRevision) -> tuple[int, str] | None:
+    """(version, what matched) of the manifest's revision that lists this posting's
+    cover Message-ID, else one of its patches' Message-IDs; None when none does."""
+    if pr.cover is not None:
+        mid = pr.cover.lmsg.msgid
+        for r in stack.revisions:
+            if r.cover_message_id and r.cover_message_id.strip("<>") == mid:
+                return r.version, f"the cover <{mid}>"
+    ids = {p.message_id for p in pr.patches.values() if p.message_id}
+    for r in sorted(stack.revisions, key=lambda r: r.version):
+        for p in r.patches:
+            if p.message_id and p.message_id.strip("<>") in ids:
+                return r.version, f"patch <{p.message_id.strip('<>')}>"
+    return None
+
+
 def import_mailbox(ws: Workspace, name: str, mbox: Path, *, revision: int | None = None,
-                   select: tuple[int, int] | None = None, create: bool = False, force: bool = False) -> list[ImportReport]:
+                   select: tuple[int, int] | None = None, create: bool = False, force: bool = False,
+                   locked: bool = False) -> list[ImportReport]:
+    """Import under the stack's lock (`locked`: the caller, `series fetch`, holds it)."""
     check_stack_name(name)
+    if not locked:
+        with stack_write_lock(ws, name) as recovered:
+            done = import_mailbox(ws, name, mbox, revision=revision, select=select, create=create,
+                                  force=force, locked=True)
+            if done:
+                done[0].notes[:0] = recovered
+            return done
     exists = stack_exists(ws, name)
     if not exists and not create:
         raise UserError(f"unknown stack {name!r}; use --create to start it from this mailbox")
     parsed, ignored = parse_revisions(mbox, revision, select)
     stack = load_stack(ws, name) if exists else Stack(name=name, dir=ws.stack_dir(name))
+    # A posting the manifest knows lands in its revision: by Message-ID first (the
+    # cover's, else a patch's), the subject's version only when no ID is known.
+    for pr in parsed:
+        known = known_revision(stack, pr)
+        if known is None or known[0] == pr.version:
+            continue
+        if revision is not None:
+            raise UserError(f"--revision {revision} contradicts the manifest: {known[1]} is {name} v{known[0]}")
+        pr.version, pr.version_inferred = known[0], False
+    if len({pr.version for pr in parsed}) != len(parsed):
+        raise UserError(f"{mbox}: two postings in it are the same revision of {name} by their Message-IDs")
     if not exists:
         stack.title = next((p.title for p in parsed if p.title), "") or min(parsed[0].patches.values(), key=lambda p: p.index).subject
-    # Validate everything before writing anything.
+    # Validate everything before writing anything, the manifest with the loader's
+    # own validator: an import never writes a manifest the next load rejects.
     for pr in parsed:
         if stack.has_revision(pr.version):
             _check_manifest(stack.revision(pr.version), pr, force)
-    reports: list[ImportReport] = []
     manifest_changed = not exists
     for pr in parsed:
         if not stack.has_revision(pr.version):
             stack.revisions.append(_manifest_revision(pr))
             manifest_changed = True
+    manifest_text = stack.manifest_text() if manifest_changed else None
+    reports: list[ImportReport] = []
+    for pr in parsed:
         status, kept = write_revision(stack.dir, pr, mbox, force)
         present = sorted(set(pr.patches) | {p.index for p in stack.revision(pr.version).patches if p.imported})
         rev_indexes = range(pr.first_index, pr.first_index + pr.expected)
         reports.append(ImportReport(stack=name, version=pr.version, status=status, present=present,
                                     missing=[i for i in rev_indexes if i not in present], expected=pr.expected,
-                                    ignored={k: v for k, v in ignored.items() if v}, kept_aside=kept))
-    if manifest_changed:
-        stack.save()
+                                    ignored={k: v for k, v in ignored.items() if v}, kept_aside=kept,
+                                    corrupt={i: why for i, why in pr.corrupt.items() if i not in present}))
+    if manifest_text is not None:
+        atomic_write_text(stack.manifest_path, manifest_text)
     return reports

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserError
+from ..fsutil import exclusive_lock
 from ..workspace import Workspace, check_stack_name
-from .model import IMPORT_FILE, PatchInfo, Revision, Stack, load_toml
+from .model import IMPORT_FILE, PatchInfo, Revision, Stack, check_counts, load_toml, revisions_from_manifest
+from .revdir import recover
+
+
+@contextlib.contextmanager
+def stack_write_lock(ws: Workspace, name: str) -> Iterator[list[str]]:
+    """Hold the stack's lock (the one apply, ci, rebase and record take) for a
+    write to patches/<name>/, after finishing whatever a killed writer left there.
+    A second writer is refused as busy (one line, exit 1).  Yields the notes of
+    the recovery (empty when there was nothing to do)."""
+    check_stack_name(name)
+    with exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"):
+        yield recover(ws.stack_dir(name))
 
 
 def list_stacks(ws: Workspace) -> list[str]:
@@ -28,18 +43,7 @@ def load_stack(ws: Workspace, name: str) -> Stack:
         known = ", ".join(list_stacks(ws)) or "none"
         raise UserError(f"unknown stack {name!r} (known: {known})")
     data = load_toml(path)
-    try:
-        revs = [Revision.from_toml(r) for r in data.get("revisions", [])]
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise UserError(f"{path}: malformed revision entry: {e}") from None
-    seen: set[int] = set()
-    for r in revs:
-        if r.version in seen:
-            raise UserError(f"{path}: revision v{r.version} is listed twice")
-        seen.add(r.version)
-    for key in ("title", "derived_from", "description"):
-        if key in data and not isinstance(data[key], str):
-            raise UserError(f"{path}: {key} must be a string, not {data[key]!r}")
+    revs = revisions_from_manifest(data, path)
     extra = {k: v for k, v in data.items()
              if k not in {"name", "title", "derived_from", "upstream", "description", "revisions"}}
     stack = Stack(name=name, dir=d, title=str(data.get("title", "")), derived_from=data.get("derived_from") or None,
@@ -74,13 +78,14 @@ def attach_import(stack: Stack, rev: Revision) -> None:
     rev.imported = True
     rev.import_record = rec
     # Fill what the manifest does not say (a stack created by import, or a rebase).
-    for key in ("date", "title", "cover_subject", "cover_message_id", "base", "lore"):
+    for key in ("date", "title", "cover_subject", "cover_message_id", "base", "lore", "change_id"):
         if not getattr(rev, key) and meta.get(key):
             setattr(rev, key, meta[key])
     if not rev.prefixes and isinstance(meta.get("prefixes"), list):
         rev.prefixes = list(meta["prefixes"])
     if not rev.changelog and isinstance(meta.get("changelog"), list):
         rev.changelog = list(meta["changelog"])
+    check_import_record(rec)
     if not rev.expected:
         rev.expected = int(meta.get("expected", 0))
         rev.first_index = int(meta.get("first_index", 1))
@@ -113,6 +118,19 @@ def attach_import(stack: Stack, rev: Revision) -> None:
             if not info.message_id:
                 info.message_id = p.get("message_id", "")
     rev.patches.sort(key=lambda p: p.index)
+
+
+def check_import_record(rec: dict[str, object]) -> None:
+    """The bounds of an import record (`v<N>/import.toml`): what `attach_import`
+    reads, checked before an import writes one and whenever one is loaded."""
+    meta = rec.get("revision", {})
+    patches = rec.get("patches", [])
+    if not isinstance(meta, dict) or not isinstance(patches, list):
+        raise TypeError("[revision] must be a table and [[patches]] a list of tables")
+    expected = int(meta.get("expected", 0))
+    indexes = [int(p["index"]) for p in patches if isinstance(p, dict)]
+    check_counts("the import record", expected, int(meta.get("first_index", 1)),
+                 int(meta.get("posted_total", expected)), indexes)
 
 
 def revision_json(rev: Revision) -> dict[str, object]:

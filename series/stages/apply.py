@@ -36,16 +36,19 @@ PATCH_HUNK_RE = re.compile(r"^Hunk #(\d+) (succeeded at -?\d+|FAILED at -?\d+|ig
 # -- the report -------------------------------------------------------------------
 @dataclass
 class FileReport:
+    """Per file, each hunk counted once: `clean` (where the diff says), `offset`
+    (exactly, at other lines), `fuzz` (with fuzz, at an offset or not), `rejected`."""
     path: str
     hunks: int
     clean: int = 0
     fuzz: int = 0
     rejected: int = 0
     note: str | None = None
+    offset: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "hunks": self.hunks, "clean": self.clean, "fuzz": self.fuzz,
-                             "rejected": self.rejected}
+        d: dict[str, Any] = {"path": self.path, "hunks": self.hunks, "clean": self.clean, "offset": self.offset,
+                             "fuzz": self.fuzz, "rejected": self.rejected}
         if self.note:
             d["note"] = self.note
         return d
@@ -105,7 +108,8 @@ class ApplyResult:
             lines.append(f"  [{p.index}] {p.status:<15} {p.subject}{extra}")
             for f in p.files:
                 note = f" ({f.note})" if f.note else ""
-                lines.append(f"        {f.path}: {f.hunks} hunks, {f.clean} clean, {f.fuzz} fuzz, {f.rejected} rejected{note}")
+                lines.append(f"        {f.path}: {f.hunks} hunks, {f.clean} clean, {f.offset} offset, {f.fuzz} fuzz, "
+                             f"{f.rejected} rejected{note}")
             for r in p.rejects:
                 lines.append(f"        rejects: {r}")
         if self.worktree:
@@ -145,7 +149,7 @@ def hunk_report(files: Sequence[FileChange], output: str) -> list[FileReport]:
     for n, fd in enumerate(files):
         rep = FileReport(path=fd.path, hunks=len(fd.hunks))
         sec = sections[n] if n < len(sections) else []
-        fuzz = rejected = 0
+        fuzz = offset = rejected = 0
         ignored = False
         for line in sec:
             m = PATCH_HUNK_RE.match(line)
@@ -153,16 +157,20 @@ def hunk_report(files: Sequence[FileChange], output: str) -> list[FileReport]:
                 what, rest = m.group(2), m.group(3)
                 if what.startswith("FAILED") or what == "ignored":
                     rejected += 1
-                elif "offset" in rest or "fuzz" in rest:
+                elif "fuzz" in rest:
                     fuzz += 1
+                elif "offset" in rest:
+                    offset += 1
             elif re.match(r"^\d+ out of \d+ hunks? ignored", line) or line.startswith("can't find file"):
                 ignored = True
                 rep.note = "file not in the base"
         if ignored or not sec:
             rejected = rep.hunks
-            fuzz = 0
-        rep.fuzz, rep.rejected = fuzz, min(rejected, rep.hunks)
-        rep.clean = max(rep.hunks - rep.fuzz - rep.rejected, 0)
+            fuzz = offset = 0
+        rep.rejected = min(rejected, rep.hunks)
+        rep.fuzz = min(fuzz, rep.hunks - rep.rejected)
+        rep.offset = min(offset, rep.hunks - rep.rejected - rep.fuzz)
+        rep.clean = rep.hunks - rep.rejected - rep.fuzz - rep.offset
         reports.append(rep)
     return reports
 
@@ -278,7 +286,7 @@ def apply_one(g: Git, worktree: Path, p: PatchInfo, log_dir: Path, *, stop_on_co
     (pdir / "patch-dry-run.log").write_text(dry.stdout + dry.stderr)
     rep.files = hunk_report(files, dry.stdout)
     rejected = sum(f.rejected for f in rep.files)
-    inexact = sum(f.fuzz for f in rep.files)
+    inexact = sum(f.fuzz + f.offset for f in rep.files)
     blobs = preimage_blobs_exist(g, files)
 
     def am(*extra: str) -> bool:

@@ -10,6 +10,16 @@ A build directory is kept per (tree, base, config) under the cache:
         base-warnings.json   warnings of the base build (for "new" warnings)
         logs/       one log per build step
         lock        flock: one run per build directory at a time
+        objects.json         objects a full build of this config compiled (the progress bar's total)
+        results/<tree>-<toolchain>.json (+ .bzImage)   the recorded result of a
+                    commit's build, keyed by its tree (content), reused as `cached`
+        suites/<suite>-<key>/   a built test suite (programs, log), reused likewise
+
+Compiles go through ccache when it is installed (CC="ccache gcc", CCACHE_DIR
+under the cache): content compiled once is a cache hit whatever the mtimes,
+so moving the worktree back and forth costs little.  A commit whose tree was
+already built here with the same toolchain is not built again: its recorded
+result is reported, marked `cached` (`--rebuild` forces a build).
 
 The source path is stable, so command lines in obj/**/.*.cmd do not change
 between runs and nothing is rebuilt for that reason.
@@ -39,6 +49,8 @@ from ..suites import BuiltProgram, BuiltSuite, Program, Suite, expand
 MAX_ERROR_LINES = 8
 
 Progress = Callable[[str], None]
+# (label, objects done, objects expected or None, what is being done)
+Tick = Callable[[str, int, "int | None", str], None]
 
 _DIAG_RE = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
                       r"(?P<sev>warning|error|fatal error): (?P<msg>.*?)\s*$")
@@ -188,25 +200,76 @@ def _make_env() -> dict[str, str]:
     return {"KBUILD_BUILD_USER": "series", "KBUILD_BUILD_HOST": "series", "LC_ALL": "C"}
 
 
+@dataclass(frozen=True)
+class Toolchain:
+    """What compiles: make's CC (through ccache when available) and its identity."""
+
+    cc: str = "gcc"
+    env: tuple[tuple[str, str], ...] = ()
+    ident: str = ""           # a hash of the compiler's and linker's versions and CC
+
+    @property
+    def make_vars(self) -> list[str]:
+        return [f"CC={self.cc}"]
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {**_make_env(), **dict(self.env)}
+
+    @property
+    def ccache(self) -> bool:
+        return self.cc.split()[0] == "ccache"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cc": self.cc, "ident": self.ident, "ccache": self.ccache}
+
+
+def _version_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0] if out else ""
+
+
+_IDENTS: dict[str, str] = {}
+
+
+def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: str = "gcc") -> Toolchain:
+    """The toolchain of a kernel build: `compiler`, prefixed by ccache when it is
+    installed (and `cache` given: its store lives in the cache)."""
+    cc = compiler
+    env: tuple[tuple[str, str], ...] = ()
+    if use_ccache and cache is not None and shutil.which("ccache") and not compiler.startswith("ccache"):
+        cc = f"ccache {compiler}"
+        env = (("CCACHE_DIR", str(cache.ccache)), ("CCACHE_MAXSIZE", "5G"), ("CCACHE_NOHASHDIR", "1"))
+    if compiler not in _IDENTS:
+        text = "\n".join([_version_line(compiler.split() + ["--version"]), _version_line(["ld", "--version"]),
+                          _version_line(["make", "--version"])])
+        _IDENTS[compiler] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Toolchain(cc=cc, env=env, ident=_IDENTS[compiler])
+
+
 def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
 # -- config -----------------------------------------------------------------
-def configure(src: Path, obj: Path, fragment: Path, *, log: Path) -> ConfigResult:
+def configure(src: Path, obj: Path, fragment: Path, *, log: Path, tc: Toolchain | None = None) -> ConfigResult:
     """tinyconfig, merge the fragment with the tree's merge_config.sh, olddefconfig."""
     if shutil.which("make") is None:
         raise InfraError("make not found")
+    tc = tc or Toolchain()
     obj.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     steps = [
-        ["make", "-C", str(src), f"O={obj}", "tinyconfig"],
+        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, "tinyconfig"],
         ["bash", str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(obj), str(obj / ".config"), str(fragment)],
-        ["make", "-C", str(src), f"O={obj}", "olddefconfig"],
+        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, "olddefconfig"],
     ]
     texts = []
     for i, cmd in enumerate(steps):
-        rc, out = _run_logged(cmd, cwd=src, log=log.with_suffix(f".{i}.log"), env=_make_env())
+        rc, out = _run_logged(cmd, cwd=src, log=log.with_suffix(f".{i}.log"), env=tc.environ)
         texts.append(out)
         if rc != 0:
             raise InfraError(f"kernel config step failed ({' '.join(cmd[:4])}...): see {log.with_suffix(f'.{i}.log')}")
@@ -217,11 +280,25 @@ def configure(src: Path, obj: Path, fragment: Path, *, log: Path) -> ConfigResul
 
 # -- one build --------------------------------------------------------------
 def build_kernel(src: Path, obj: Path, *, log: Path, jobs: int | None = None,
-                 progress: Progress | None = None, target: str = "bzImage") -> BuildStep:
-    """`make O=obj -jN bzImage`; the diagnostics and the kbuild steps it printed."""
+                 progress: Progress | None = None, target: str = "bzImage", tc: Toolchain | None = None,
+                 on_object: Callable[[int, str], None] | None = None) -> BuildStep:
+    """`make O=obj -jN bzImage`; the diagnostics and the kbuild steps it printed.
+    `on_object(n, "CC path")` is called for each object compiled (CC, AS)."""
     start = time.monotonic()
-    cmd = ["make", "-C", str(src), f"O={obj}", f"-j{jobs or default_jobs()}", target]
-    rc, out = _run_logged(cmd, cwd=src, log=log, progress=progress, env=_make_env())
+    tc = tc or Toolchain()
+    cmd = ["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{jobs or default_jobs()}", target]
+    count = [0]
+
+    def line(ln: str) -> None:
+        if progress:
+            progress(ln)
+        if on_object:
+            m = _KBUILD_STEP_RE.match(ln)
+            if m and m.group(1) in ("CC", "AS"):
+                count[0] += 1
+                on_object(count[0], f"{m.group(1)} {m.group(2)}")
+    rc, out = _run_logged(cmd, cwd=src, log=log, progress=line if (progress or on_object) else None,
+                          env=tc.environ)
     diags = parse_diags(out, src, obj)
     compiled = [m.group(2) for m in map(_KBUILD_STEP_RE.match, out.splitlines()) if m and m.group(1) in ("CC", "AS")]
     return BuildStep(ok=rc == 0, duration_s=time.monotonic() - start, log=log, returncode=rc, diags=diags,
@@ -236,6 +313,7 @@ def bzimage_path(obj: Path) -> Path:
 @dataclass
 class BuildDir:
     root: Path
+    toolchain: Toolchain = field(default_factory=Toolchain)
 
     @property
     def src(self) -> Path:
@@ -257,13 +335,70 @@ class BuildDir:
     def base_warnings_file(self) -> Path:
         return self.root / "base-warnings.json"
 
-    def ensure_worktree(self, repo: Path, commit: str) -> None:
+    def ensure_worktree(self, repo: Path, commit: str, *, move: bool = True) -> None:
         """A detached worktree of `repo` at `commit` at the stable path src/: made
-        once, then moved by detached checkouts (make rebuilds only what changed)."""
+        once, then moved by detached checkouts (make rebuilds only what changed).
+        `move=False` leaves a healthy worktree where it is (the next step moves it)."""
         r = Repo(repo)
         if self.src.exists() and not Worktree(r, self.src).belongs_to_repo():
             shutil.rmtree(self.src)  # not a worktree of ours: a leftover in our build directory
+        wt = Worktree(r, self.src)
+        if not move and wt.is_ours() and not wt.is_sparse():
+            return
         Worktree.open_or_add(r, self.src, commit, clean=False)
+
+    # -- recorded results (reused as `cached`) ---------------------------------
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def result_key(self, repo: Path, commit: str) -> str:
+        """The content built (the commit's tree) and the toolchain: the config is the directory's."""
+        tree = Repo(repo).ref_value(commit + "^{tree}")
+        if tree is None:
+            raise InfraError(f"no commit {commit} in {repo}")
+        return f"{tree}-{self.toolchain.ident}"
+
+    def recorded(self, key: str) -> dict[str, Any] | None:
+        import json
+        try:
+            rec = json.loads((self.results / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        bz = self.results / f"{key}.bzImage"
+        return rec if isinstance(rec, dict) and bz.is_file() else None
+
+    def record(self, key: str, item: dict[str, Any], bzimage: Path | None = None) -> None:
+        """Keep a passing step's result and its bzImage (a later run of the same tree reuses them)."""
+        self.results.mkdir(parents=True, exist_ok=True)
+        tmp = self.results / f".{key}.bzImage.tmp"
+        shutil.copy2(bzimage or bzimage_path(self.obj), tmp)
+        os.replace(tmp, self.results / f"{key}.bzImage")
+        atomic_write_json(self.results / f"{key}.json", item)
+
+    def recorded_bzimage(self, key: str) -> Path:
+        return self.results / f"{key}.bzImage"
+
+    @property
+    def suite_results(self) -> Path:
+        """Built test suites, per (tree, suite, toolchain): see build_suites."""
+        return self.root / "suites"
+
+    # -- object counts (the progress bar's total) --------------------------------
+    @property
+    def objects_file(self) -> Path:
+        return self.root / "objects.json"
+
+    def full_object_count(self) -> int | None:
+        import json
+        try:
+            n = json.loads(self.objects_file.read_text()).get("full")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return int(n) if isinstance(n, int) and n > 0 else None
+
+    def save_full_object_count(self, n: int) -> None:
+        atomic_write_json(self.objects_file, {"full": n})
 
     def write_fragment(self, text: str) -> Path:
         """The merged config fragment of this build directory (rewritten only when it changed)."""
@@ -303,6 +438,42 @@ def checkout(worktree: Path, commit: str) -> None:
     Worktree.at(worktree).checkout(commit)
 
 
+# -- what the kernel build reads ------------------------------------------------------
+_NOT_BUILD_INPUT_RE = re.compile(r"^(Documentation/|tools/testing/|LICENSES/|MAINTAINERS$|CREDITS$|README$|\.mailmap$)")
+
+
+def is_build_input(path: str) -> bool:
+    """Whether `make bzImage` may read `path`.  Not: the documentation (but its
+    Kconfig files), the selftests, the licences and the maintainers' files."""
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith("Kconfig") or name in ("Makefile", "Kbuild"):
+        return True
+    return not _NOT_BUILD_INPUT_RE.match(path)
+
+
+def changed_paths(repo: Path, a: str, b: str) -> list[str]:
+    out = Repo(repo).run("diff", "--name-only", "--no-renames", a, b)
+    return [ln for ln in out.splitlines() if ln]
+
+
+def expected_objects(obj: Path, changed: list[str]) -> int:
+    """How many objects an incremental build will compile: those whose recorded
+    kbuild dependencies (obj/**/.*.o.cmd) name a changed file (the relink's own
+    objects are not counted)."""
+    if not changed:
+        return 0
+    needles = tuple(f"/{c}" for c in changed) + tuple(f" {c}" for c in changed)
+    n = 0
+    for cmd in obj.rglob(".*.o.cmd"):
+        try:
+            text = cmd.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(x in text for x in needles):
+            n += 1
+    return n
+
+
 # -- the series -----------------------------------------------------------------
 @dataclass
 class SeriesBuild:
@@ -313,19 +484,28 @@ class SeriesBuild:
 
 def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, str]], *,
                  fragment: Path, per_patch: bool = True, jobs: int | None = None,
-                 progress: Progress | None = None, build_base: bool = True) -> SeriesBuild:
+                 progress: Progress | None = None, build_base: bool = True, rebuild: bool = False,
+                 tick: Tick | None = None, expected_full: int | None = None) -> SeriesBuild:
     """Build the base (entry index 0), then each commit (per_patch) or only the
-    last one, in the same build directory.  The caller holds bd.lock."""
+    last one, in the same build directory.  The caller holds bd.lock.
+
+    A step whose tree was built here before with the same toolchain reuses the
+    recorded result (`cached`), unless `rebuild`.  The worktree is moved only
+    for the steps that build, and to the last commit at the end (the test
+    suites are built from it).  `tick(label, done, expected, what)` follows the
+    objects compiled; `expected` is the full build's count for a cold build
+    (this directory's, else `expected_full`), None for an incremental one."""
     start = time.monotonic()
     say = progress or (lambda _m: None)
     bd.root.mkdir(parents=True, exist_ok=True)
-    say(f"preparing build worktree at {base[:12]}")
-    bd.ensure_worktree(repo, base)
+    tc = bd.toolchain
+    bd.ensure_worktree(repo, base, move=False)
     if bd.configured(fragment):
         not_set = bd.stored_not_set()
     else:
-        say("configuring: tinyconfig + " + fragment.name)
-        cfg = configure(bd.src, bd.obj, fragment, log=bd.logs / "config.log")
+        say(f"configuring: tinyconfig + {fragment.name} (CC={tc.cc})")
+        bd.ensure_worktree(repo, base)
+        cfg = configure(bd.src, bd.obj, fragment, log=bd.logs / "config.log", tc=tc)
         bd.mark_configured(fragment, cfg)
         not_set = cfg.not_set
 
@@ -333,13 +513,50 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
     base_keys = bd.load_base_warnings()
     last_ok: Path | None = None
     steps = ([(0, base)] if build_base or not commits else []) + (commits if per_patch else commits[-1:])
+    prev: tuple[str, str, Path] | None = None   # the last passing step: (label, commit, its bzImage)
     for index, commit in steps:
-        if index:
-            checkout(bd.src, commit)
         label = "base" if index == 0 else f"patch {index}"
+        key = bd.result_key(repo, commit)
+        rec = None if rebuild else bd.recorded(key)
+        if rec is not None:
+            item = {**rec, "index": index, "commit": commit, "cached": True,
+                    "cached_from": f"{str(rec.get('commit', '?'))[:12]} (the same tree, config and toolchain)"}
+            items.append(item)
+            prev = (label, commit, bd.recorded_bzimage(key)) if item.get("status") == "pass" else None
+            if commit == steps[-1][1]:
+                last_ok = bd.recorded_bzimage(key)
+            say(f"{label}: cached (built before as {str(rec.get('commit', '?'))[:12]}, same tree and toolchain)")
+            if tick:
+                tick(label, 1, 1, "cached")
+            continue
+        changed = changed_paths(repo, prev[1], commit) if prev is not None and not rebuild else None
+        if prev is not None and changed is not None and not any(map(is_build_input, changed)):
+            # nothing make reads has changed: the kernel is the previous step's
+            why = f"{prev[0]} (no kernel build input changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+            item = {"index": index, "commit": commit, "status": "pass", "duration_s": 0.0, "new_warnings": [],
+                    "errors": [], "rebuilt": 0, "log": None, "cached": True, "cached_from": why}
+            bd.record(key, item, bzimage=prev[2])
+            items.append(item)
+            prev = (label, commit, bd.recorded_bzimage(key))
+            if commit == steps[-1][1]:
+                last_ok = prev[2]
+            say(f"{label}: the kernel of {why}")
+            if tick:
+                tick(label, 1, 1, "unchanged kernel")
+            continue
+        cold = not bzimage_path(bd.obj).is_file()
+        expected: int | None = None
+        if cold:
+            expected = bd.full_object_count() or expected_full
+        elif tick is not None:   # only a progress bar needs it
+            expected = expected_objects(bd.obj, changed_paths(repo, Worktree.at(bd.src).head(), commit))
+        checkout(bd.src, commit)
         say(f"building {label} ({commit[:12]})")
+        on_object = (lambda n, what, _l=label, _e=expected: tick(_l, n, _e, what)) if tick else None
+        if tick:
+            tick(label, 0, expected, "make")
         step = build_kernel(bd.src, bd.obj, log=bd.logs / f"build-{index:02d}-{commit[:12]}.log", jobs=jobs,
-                            progress=_step_progress(say, label))
+                            progress=_step_progress(say, label), tc=tc, on_object=on_object)
         keys = {d.key for d in step.warnings}
         if index == 0:
             base_keys |= keys
@@ -347,13 +564,24 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
             new: list[str] = []
         else:
             new = [str(d) for d in step.warnings if d.key not in base_keys]
-        items.append({"index": index, "commit": commit, "status": "pass" if step.ok else "fail",
-                      "duration_s": round(step.duration_s, 3), "new_warnings": new,
-                      "errors": step.error_lines, "rebuilt": len(step.compiled), "log": str(step.log)})
-        if step.ok and commit == steps[-1][1]:
-            last_ok = bzimage_path(bd.obj)
+        item = {"index": index, "commit": commit, "status": "pass" if step.ok else "fail",
+                "duration_s": round(step.duration_s, 3), "new_warnings": new,
+                "errors": step.error_lines, "rebuilt": len(step.compiled), "log": str(step.log), "cached": False}
+        items.append(item)
+        prev = None
+        if step.ok:
+            if cold:
+                bd.save_full_object_count(len(step.compiled))
+            bd.record(key, item)
+            prev = (label, commit, bd.recorded_bzimage(key))
+            if commit == steps[-1][1]:
+                last_ok = bzimage_path(bd.obj)
+        if tick:
+            tick(label, len(step.compiled), len(step.compiled), "ok" if step.ok else "FAILED")
         say(f"{label}: {'ok' if step.ok else 'FAILED'} in {step.duration_s:.1f}s"
             + (f", {len(new)} new warning(s)" if new else ""))
+    if steps and Worktree.at(bd.src).head() != Repo(repo).rev_parse(steps[-1][1]):
+        checkout(bd.src, steps[-1][1])   # the suites are built from the last commit's tree
 
     patch_items = [i for i in items if i["index"] > 0]
     status: Status
@@ -368,11 +596,16 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
         status, summary = Status.WARN, f"new warnings at patch {', '.join(warned)}"
     else:
         status, summary = Status.PASS, f"{len(patch_items)} patch build(s) ok"
+    cached = sum(bool(i.get("cached")) for i in items)
+    if cached:
+        summary += f" ({cached} of {len(items)} cached)"
     stage = StageResult(name="build", status=status, duration_s=time.monotonic() - start, summary=summary,
                         items=items, log=str(bd.logs),
                         counts={"pass": sum(i["status"] == "pass" for i in items),
-                                "fail": sum(i["status"] == "fail" for i in items)},
-                        extra={"config": str(fragment), "not_set": not_set, "build_dir": str(bd.root)})
+                                "fail": sum(i["status"] == "fail" for i in items), "cached": cached},
+                        extra={"config": str(fragment), "not_set": not_set, "build_dir": str(bd.root),
+                               "toolchain": tc.to_json()},
+                        cached=bool(items) and cached == len(items))
     return SeriesBuild(stage=stage, bzimage=last_ok, not_set=not_set)
 
 
@@ -385,11 +618,26 @@ def _step_progress(say: Progress, label: str) -> Progress:
 
 
 # -- test suites ------------------------------------------------------------------
-def install_headers(src: Path, obj: Path, *, log: Path) -> Path:
-    rc, _ = _run_logged(["make", "-C", str(src), f"O={obj}", "headers"], cwd=src, log=log, env=_make_env())
+HEADER_INPUTS = ("include/uapi", "arch/x86/include/uapi", "arch/x86/entry/syscalls", "scripts", "Makefile")
+
+
+def install_headers(src: Path, obj: Path, *, log: Path, tc: Toolchain | None = None) -> Path:
+    """`make headers` into obj/usr/include; skipped when the headers there were
+    installed from the same inputs (the uapi directories, the syscall tables,
+    the scripts and the top Makefile of src's HEAD)."""
+    tc = tc or Toolchain()
+    hdr = obj / "usr" / "include"
+    stamp = obj / "usr" / ".series-headers"
+    g = Repo(src)
+    key = ",".join(g.ref_value(f"HEAD:{p}") or "-" for p in HEADER_INPUTS) + "," + tc.ident
+    if hdr.is_dir() and stamp.is_file() and stamp.read_text() == key:
+        return hdr
+    rc, _ = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, "headers"], cwd=src, log=log,
+                        env=tc.environ)
     if rc != 0:
         raise InfraError(f"make headers failed: see {log}")
-    return obj / "usr" / "include"
+    stamp.write_text(key)
+    return hdr
 
 
 def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *, log: Path) -> BuiltSuite:
@@ -432,9 +680,102 @@ def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *,
     return BuiltSuite(suite, "built", programs=built, log=log, command=command)
 
 
-def build_suites(src: Path, obj: Path, out_dir: Path, suites: tuple[Suite, ...], *, log_dir: Path) -> list[BuiltSuite]:
-    """`make headers` into obj, then every suite, each static against those headers."""
+def build_suites(src: Path, obj: Path, out_dir: Path, suites: tuple[Suite, ...], *, log_dir: Path,
+                 tc: Toolchain | None = None, record_dir: Path | None = None,
+                 rebuild: bool = False) -> list[BuiltSuite]:
+    """`make headers` into obj, then every suite, each static against those headers.
+
+    With `record_dir`, a suite already built from the same tree (src's HEAD),
+    suite file, bundled sources and toolchain is copied from its record instead
+    (no `make headers`, no compile); new builds are recorded there."""
     if not suites:
         return []
-    hdr = install_headers(src, obj, log=log_dir / "headers.log")
-    return [build_suite(s, src, obj, hdr, out_dir, log=log_dir / f"{s.name}.log") for s in suites]
+    tc = tc or Toolchain()
+    keys: dict[str, str] = {}
+    if record_dir is not None:
+        keys = {s.name: k for s in suites if (k := suite_key(s, src, tc)) is not None}
+    reused = {s.name: b for s in suites if not rebuild and s.name in keys and record_dir is not None
+              and (b := _recorded_suite(s, record_dir / keys[s.name], out_dir)) is not None}
+    if len(reused) == len(suites):
+        return [reused[s.name] for s in suites]
+    hdr = install_headers(src, obj, log=log_dir / "headers.log", tc=tc)
+    out = []
+    for s in suites:
+        if s.name in reused:
+            out.append(reused[s.name])
+            continue
+        b = build_suite(s, src, obj, hdr, out_dir, log=log_dir / f"{s.name}.log")
+        if record_dir is not None and s.name in keys and b.status != "fail":
+            _record_suite(b, record_dir / keys[s.name])
+        out.append(b)
+    return out
+
+
+_SOURCE_SUFFIXES = {".c", ".h", ".S", ".sh", ".mk", ".lds"}
+# What a bundled suite takes from the tree: the exported headers (`make headers`:
+# the uapi directories, the syscall tables, the install script) and the
+# selftests' and tools' own headers.
+BUNDLED_TREE_DEPS = (*HEADER_INPUTS, "tools/include", "tools/testing/selftests/kselftest_harness.h",
+                     "tools/testing/selftests/kselftest.h", "tools/testing/selftests/lib.mk")
+
+
+def suite_key(suite: Suite, src: Path, tc: Toolchain) -> str | None:
+    """What a suite's build depends on: the tree at src's HEAD (all of it for a
+    suite whose sources are in the tree; the headers and the selftests' headers
+    for a bundled one), the suite file, a bundled suite's sources, the toolchain.
+    None when src has no HEAD."""
+    g = Repo(src)
+    tree: str | None
+    if suite.source_kind == "tree":
+        tree = g.ref_value("HEAD^{tree}")
+    else:
+        parts = [g.ref_value(f"HEAD:{p}") or "-" for p in BUNDLED_TREE_DEPS]
+        tree = ",".join(parts) if any(x != "-" for x in parts) else None
+    if tree is None:
+        return None
+    h = hashlib.sha256(f"{tree}\0{tc.ident}\0".encode())
+    h.update(suite.file.read_bytes() if suite.file.is_file() else suite.name.encode())
+    if suite.source_kind != "tree":
+        d = suite.source_dir(src)
+        for f in sorted(d.rglob("*")) if d.is_dir() else []:
+            if f.is_file() and (f.suffix in _SOURCE_SUFFIXES or f.name == "Makefile"):
+                h.update(str(f.relative_to(d)).encode() + b"\0" + f.read_bytes())
+    return f"{suite.name}-{h.hexdigest()[:16]}"
+
+
+def _record_suite(b: BuiltSuite, d: Path) -> None:
+    import json
+    tmp = d.with_name(d.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for p in b.programs:
+        shutil.copy2(p.path, tmp / p.name)
+    if b.log is not None and b.log.is_file():
+        shutil.copyfile(b.log, tmp / "build.log")
+    (tmp / "suite.json").write_text(json.dumps({
+        "status": b.status, "reason": b.reason, "command": b.command,
+        "programs": [{"name": p.name, "args": list(p.args)} for p in b.programs]}))
+    shutil.rmtree(d, ignore_errors=True)
+    os.replace(tmp, d)
+
+
+def _recorded_suite(suite: Suite, d: Path, out_dir: Path) -> BuiltSuite | None:
+    import json
+    try:
+        rec = json.loads((d / "suite.json").read_text())
+    except (OSError, ValueError):
+        return None
+    out = out_dir / suite.name
+    out.mkdir(parents=True, exist_ok=True)
+    progs = []
+    for p in rec.get("programs", []):
+        if not (d / p["name"]).is_file():
+            return None
+        shutil.copy2(d / p["name"], out / p["name"])
+        progs.append(BuiltProgram(suite.name, p["name"], out / p["name"], tuple(p.get("args", ()))))
+    log = None
+    if (d / "build.log").is_file():
+        log = out_dir / f"{suite.name}.log"
+        shutil.copyfile(d / "build.log", log)
+    return BuiltSuite(suite, str(rec.get("status")), programs=progs, reason=str(rec.get("reason") or ""),
+                      log=log, command=str(rec.get("command") or ""), cached=True)

@@ -193,7 +193,7 @@ def _result(state: dict[str, Any], reports: list[PatchReport], tree: Tree, stopp
 def _report_from_json(d: dict[str, Any]) -> PatchReport:
     from .apply import FileReport
     return PatchReport(index=d["index"], subject=d["subject"], status=d["status"],
-                       files=[FileReport(**{k: f[k] for k in ("path", "hunks", "clean", "fuzz", "rejected")})
+                       files=[FileReport(**{k: f.get(k, 0) for k in ("path", "hunks", "clean", "offset", "fuzz", "rejected")})
                               for f in d.get("files", [])],
                        commit=d.get("commit"), how=d.get("how"), method=d.get("method"),
                        rejects=list(d.get("rejects", [])))

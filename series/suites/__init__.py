@@ -265,6 +265,7 @@ class BuiltSuite:
     reason: str = ""
     log: Path | None = None
     command: str = ""
+    cached: bool = False       # copied from an earlier build of the same tree, suite and toolchain
 
     @property
     def name(self) -> str:
@@ -272,4 +273,5 @@ class BuiltSuite:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "reason": self.reason, "command": self.command,
-                "programs": [p.name for p in self.programs], "log": str(self.log) if self.log else None}
+                "programs": [p.name for p in self.programs], "log": str(self.log) if self.log else None,
+                "cached": self.cached}

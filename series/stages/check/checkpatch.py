@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,16 +193,3 @@ def run_one(scripts_root: Path, patch: Path, flags: list[str], *, cache_dir: Pat
         atomic_write_json(cpath, {"returncode": run.returncode, "totals": totals,
                                   "findings": [asdict(f) for f in findings]})
     return run
-
-
-def run_many(scripts_root: Path, patches: list[Path], flags: list[str], *, cache_dir: Path | None = None,
-             jobs: int | None = None) -> list[CheckpatchRun]:
-    """checkpatch on every patch, in parallel across the cores (one perl process each)."""
-    jobs = jobs or os.cpu_count() or 1
-    if not patches:
-        return []
-    # Largest first (longest-processing-time scheduling): the big patch is not left for last.
-    order = sorted(range(len(patches)), key=lambda i: -patches[i].stat().st_size)
-    with ThreadPoolExecutor(max_workers=min(jobs, len(patches))) as ex:
-        futs = {i: ex.submit(run_one, scripts_root, patches[i], flags, cache_dir=cache_dir) for i in order}
-        return [futs[i].result() for i in range(len(patches))]

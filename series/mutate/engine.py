@@ -1,0 +1,412 @@
+"""The mutation run: apply and build the revision (the pipeline's apply and
+build stages, warm build directory), find the functions it touches, make the
+mutants, and for each one in a stable seeded order:
+
+  1. write the mutant into the build directory's worktree (series owns it; the
+     user's tree is never touched), the original kept beside it
+     (`mutating.json` in the build directory: an interrupted run is undone by
+     the next one, before anything else);
+  2. `make <file>.o`: a mutant that does not compile is `skipped` (build), one
+     whose object disassembles (`objdump -d`) like the unmutated one is
+     `skipped` (unchanged object: nothing a test could see);
+  3. `make bzImage` (incremental), restore the source (always: finally);
+  4. boot it once per selected suite (`boot_and_test`) and judge each suite
+     against the unmutated kernel's boot (judge.py).
+
+Every verdict is written at once to the revision's state in the cache
+(Cache.mutants_state); a re-run with the same revision, base, config, suites
+and seed resumes where the last one stopped.  The run directory gets a copy
+(mutants.json) and mutants.html, the survivors' diffs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InfraError, StageFailed, UserError
+from ..fsutil import atomic_write_json, atomic_write_text
+from ..patch import FileChange, Patch
+from .cfuncs import by_name, touched_functions
+from .judge import judge
+from .operators import OPERATORS, Mutant, mutants_of, order
+
+SCHEMA = 1
+Say = Callable[[str], None]
+
+
+@dataclass
+class Target:
+    file: str
+    functions: list[str]
+
+
+def revision_changes(patch_files: Sequence[Path]) -> dict[str, list[FileChange]]:
+    """The C files (path -> their file changes) of the revision's patches."""
+    out: dict[str, list[FileChange]] = {}
+    for pf in patch_files:
+        for fc in Patch.load(pf).text_files:
+            if fc.target_path and fc.target_path.endswith(".c") and fc.hunks:
+                out.setdefault(fc.target_path, []).append(fc)
+    return out
+
+
+def find_targets(src: Path, changes: dict[str, list[FileChange]], only: Sequence[str] | None) -> list[Target]:
+    """The functions of each touched C file (as the file is in `src`) that the
+    hunks touch.  With `only`, the named functions instead: `name` is looked
+    for in the touched files, `path:name` in that file of the tree (for a
+    revision whose patch that touched it is missing)."""
+    want: dict[str, list[str]] = {}
+    if only is not None:
+        for spec in only:
+            if ":" in spec:
+                path, name = spec.rsplit(":", 1)
+                if not path.endswith(".c") or not (src / path).is_file():
+                    raise UserError(f"--functions {spec}: no C file {path} in the tree")
+                want.setdefault(path, []).append(name)
+    targets: list[Target] = []
+    found: set[str] = set()
+    for path in sorted(set(changes) | set(want)):
+        f = src / path
+        if not f.is_file():
+            continue
+        text = f.read_text(errors="surrogateescape")
+        if only is None:
+            names = touched_functions(text, changes[path])
+        else:
+            asked = want.get(path, []) + ([n for n in only if ":" not in n] if path in changes else [])
+            defined = {fn.name for fn in by_name(text, asked)}
+            names = [n for n in dict.fromkeys(asked) if n in defined]
+            found.update(f"{path}:{n}" for n in names)
+        found.update(names)
+        if names:
+            targets.append(Target(path, names))
+    if only is not None:
+        missing = [n for n in only if n not in found]
+        if missing:
+            raise UserError(f"--functions: {', '.join(missing)} not defined in the files the revision touches "
+                            f"({', '.join(sorted(changes)) or 'none'}); name another file's as FILE:FUNCTION")
+    return targets
+
+
+def generate(src: Path, targets: Sequence[Target], operators: Sequence[str] = OPERATORS) -> list[Mutant]:
+    out: list[Mutant] = []
+    for t in targets:
+        text = (src / t.file).read_text(errors="surrogateescape")
+        out += mutants_of(t.file, text, by_name(text, t.functions), operators)
+    return out
+
+
+# -- the source is always restored ---------------------------------------------------
+def _marker(build_root: Path) -> Path:
+    return build_root / "mutating.json"
+
+
+def undo_stale(build_root: Path, src: Path) -> str | None:
+    """Put back a file an interrupted run left mutated; the file's name, or None."""
+    marker = _marker(build_root)
+    if not marker.is_file():
+        return None
+    d = json.loads(marker.read_text())
+    saved = build_root / "mutating.orig"
+    if saved.is_file():
+        shutil.copyfile(saved, src / d["file"])
+        saved.unlink()
+    marker.unlink()
+    return str(d["file"])
+
+
+@contextlib.contextmanager
+def mutated(build_root: Path, src: Path, m: Mutant, original: str) -> Iterator[None]:
+    """The mutant written into src for the duration of the block, the original
+    back afterwards, whatever happens (Ctrl-C included); a marker and a copy of
+    the original let the next run undo a mutation a killed process left."""
+    saved = build_root / "mutating.orig"
+    saved.write_text(original, errors="surrogateescape")
+    atomic_write_json(_marker(build_root), {"file": m.file, "mutant": m.id})
+    target = src / m.file
+    try:
+        target.write_text(m.apply(original), errors="surrogateescape")
+        yield
+    finally:
+        target.write_text(original, errors="surrogateescape")
+        saved.unlink(missing_ok=True)
+        _marker(build_root).unlink(missing_ok=True)
+
+
+def objdump(obj: Path) -> str | None:
+    if not obj.is_file():
+        return None
+    p = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, errors="replace")
+    if p.returncode != 0:
+        raise InfraError(f"objdump -d {obj} failed: {p.stderr.strip()[:200]}")
+    return p.stdout
+
+
+# -- mutants.json -----------------------------------------------------------------------
+@dataclass
+class State:
+    path: Path
+    key: dict[str, Any]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, key: dict[str, Any]) -> "State":
+        """The recorded verdicts, when they were made with the same key (base,
+        config, suites, seed); else a fresh state."""
+        st = cls(path, key)
+        if path.is_file():
+            try:
+                d = json.loads(path.read_text())
+            except ValueError:
+                return st
+            if d.get("schema") == SCHEMA and d.get("key") == key:
+                st.records = {r["id"]: r for r in d.get("mutants", [])}
+                st.baseline = d.get("baseline", {})
+        return st
+
+    def save(self, extra: dict[str, Any]) -> None:
+        atomic_write_json(self.path, {"schema": SCHEMA, "key": self.key, "baseline": self.baseline,
+                                      **extra, "mutants": list(self.records.values())})
+
+
+def summarise(records: Sequence[dict[str, Any]], suites: Sequence[str]) -> dict[str, Any]:
+    """Counts, the kill rate of each suite and of all together (over the mutants
+    that ran), survivors grouped by function and by operator."""
+    ran = [r for r in records if r["status"] in ("killed", "survived")]
+    skipped: dict[str, int] = {}
+    for r in records:
+        if r["status"] == "skipped":
+            skipped[r["reason_kind"]] = skipped.get(r["reason_kind"], 0) + 1
+    per_suite = {s: sum(bool(r["suites"].get(s, {}).get("killed")) for r in ran) for s in suites}
+    survivors = [r for r in records if r["status"] == "survived"]
+    by_fn: dict[str, list[str]] = {}
+    by_op: dict[str, list[str]] = {}
+    for r in survivors:
+        by_fn.setdefault(f"{r['file']}:{r['function']}", []).append(r["id"])
+        by_op.setdefault(r["operator"], []).append(r["id"])
+    return {"total": len(records), "ran": len(ran), "killed": sum(r["status"] == "killed" for r in ran),
+            "survived": len(survivors), "skipped": skipped, "killed_by_suite": per_suite,
+            "survivors_by_function": by_fn, "survivors_by_operator": by_op}
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{100.0 * k / n:.0f}%" if n else "-"
+
+
+def text_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], suites: Sequence[str]) -> str:
+    n = summary["ran"]
+    lines = [f"mutants: {summary['total']} considered, {n} ran, {summary['killed']} killed, "
+             f"{summary['survived']} survived; skipped: "
+             + (", ".join(f"{v} {k}" for k, v in sorted(summary["skipped"].items())) or "none")]
+    rates = [f"{s} {summary['killed_by_suite'][s]}/{n} ({_pct(summary['killed_by_suite'][s], n)})" for s in suites]
+    lines.append("kill rate: " + "   ".join(rates + [f"all {summary['killed']}/{n} ({_pct(summary['killed'], n)})"]))
+    for r in records:
+        why = "; ".join(f"{s}: {'KILLED ' + ', '.join(v['why'][:2]) if v['killed'] else 'survived'}"
+                        for s, v in r.get("suites", {}).items())
+        lines.append(f"  {r['id']} {r['status']:8} {r['function']:28} {r['operator']:11} "
+                     f"{r.get('reason', '') or why}")
+    if summary["survivors_by_function"]:
+        lines.append("survivors by function:")
+        lines += [f"  {fn}: {len(ids)}" for fn, ids in sorted(summary["survivors_by_function"].items())]
+        lines.append("survivors by operator:")
+        lines += [f"  {op}: {len(ids)}" for op, ids in sorted(summary["survivors_by_operator"].items())]
+    return "\n".join(lines)
+
+
+def html_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], suites: Sequence[str], title: str) -> str:
+    """mutants.html: the counts, and each survivor's diff grouped by function."""
+    import html
+    e = html.escape
+    n = summary["ran"]
+    rows = "".join(f"<tr><td>{e(s)}</td><td>{summary['killed_by_suite'][s]}/{n}</td>"
+                   f"<td>{_pct(summary['killed_by_suite'][s], n)}</td></tr>" for s in suites)
+    parts = [f"<!doctype html><meta charset=utf-8><title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;padding:.5em}"
+             "td,th{padding:2px 8px;text-align:left}</style>",
+             f"<h1>{e(title)}</h1>",
+             f"<p>{summary['total']} mutants considered, {n} ran, {summary['killed']} killed, "
+             f"{summary['survived']} survived; skipped: "
+             + e(", ".join(f"{v} {k}" for k, v in sorted(summary["skipped"].items())) or "none") + "</p>",
+             f"<table><tr><th>suite</th><th>killed</th><th>rate</th></tr>{rows}"
+             f"<tr><td>all</td><td>{summary['killed']}/{n}</td><td>{_pct(summary['killed'], n)}</td></tr></table>",
+             "<h2>Survivors</h2>"]
+    by_id = {r["id"]: r for r in records}
+    if not summary["survivors_by_function"]:
+        parts.append("<p>none</p>")
+    for fn, ids in sorted(summary["survivors_by_function"].items()):
+        parts.append(f"<h3>{e(fn)} ({len(ids)})</h3>")
+        for i in ids:
+            r = by_id[i]
+            parts.append(f"<p id=m-{e(i)}><code>{e(i)}</code> {e(r['operator'])}</p><pre>{e(r['diff'])}</pre>")
+    return "\n".join(parts) + "\n"
+
+
+@dataclass
+class Options:
+    functions: list[str] | None = None
+    max: int | None = None
+    seed: int = 0
+    jobs: int | None = None
+    test_timeout_s: int = 90
+    boot_timeout_s: float = 420.0
+    accel: str | None = None
+    operators: tuple[str, ...] = OPERATORS
+
+
+def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
+    """`run` is a pipeline Run whose apply and build stages passed (the build
+    directory is locked by it).  Returns the mutants.json content."""
+    from ..stages.boot import boot_and_test
+    from ..stages.build import build_kernel, build_suites, bzimage_path
+    bd, sb, plan = run.state.build_dir, run.state.build, run.state.plan
+    assert bd is not None and sb is not None and plan is not None
+    say: Say = run.say
+    if sb.bzimage is None:
+        raise StageFailed(f"the revision does not build: {sb.stage.summary}")
+    if not plan.suites:
+        raise UserError(f"no test suite selected: {plan.reason}")
+    suites = [s.name for s in plan.suites]
+    stale = undo_stale(bd.root, bd.src)
+    if stale:
+        say(f"undid the mutation of {stale} an interrupted run left")
+
+    files = [p.file for p in run.rev.imported_patches() if p.file is not None]
+    found = find_targets(bd.src, revision_changes(files), opts.functions)
+    # only what the kernel build compiles can be mutated (not tools/, not a file this config leaves out)
+    targets = [t for t in found if (bd.obj / (t.file[:-2] + ".o")).is_file()]
+    outside = [t.file for t in found if t not in targets]
+    if outside:
+        say(f"not in this kernel build (not mutated): {', '.join(outside)}")
+    if not targets:
+        hint = (f"; patch {', '.join(map(str, run.rev.missing))} is missing: name functions as "
+                f"--functions FILE:FUNCTION") if run.rev.missing else ""
+        raise UserError(f"{run.stack.name} v{run.rev.version} touches no C function the kernel build compiles"
+                        + hint)
+    all_mutants = order(generate(bd.src, targets, opts.operators), opts.seed)
+    chosen = all_mutants[:opts.max] if opts.max is not None else all_mutants
+    say(f"mutate: {sum(len(t.functions) for t in targets)} function(s) in {len(targets)} file(s), "
+        f"{len(all_mutants)} mutants, running {len(chosen)}")
+
+    key = {"base": run.base_commit, "config": plan.config_hash, "suites": suites, "seed": opts.seed,
+           "head": sb.stage.items[-1]["commit"] if sb.stage.items else None}
+    assert run.tree is not None and run.base_commit is not None
+    state_file = run.ws.cache.mutants_state(run.stack.name, run.rev.version, run.tree.name, run.base_commit,
+                                            plan.config_hash)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state = State.load(state_file, key)
+    info = {"stack": run.stack.name, "revision": run.rev.version, "missing": run.rev.missing,
+            "targets": [{"file": t.file, "functions": t.functions} for t in targets], "not_built": outside,
+            "generated": len(all_mutants), "max": opts.max, "operators": list(opts.operators)}
+
+    def save() -> None:
+        recs = [state.records[m.id] for m in chosen if m.id in state.records]
+        state.save({**info, "summary": summarise(recs, suites)})
+
+    built = {b.name: b for b in build_suites(bd.src, bd.obj, run.path("selftests"), plan.suites,
+                                             log_dir=run.path("selftests"), tc=bd.toolchain,
+                                             record_dir=bd.suite_results)}
+    bad = [f"{n}: {b.reason}" for n, b in built.items() if b.status != "built"]
+    if bad:
+        raise StageFailed("suite(s) not built: " + "; ".join(bad))
+
+    # the unmutated kernel: its objects and, per suite, what passes on it
+    base_bz = run.path("bzImage.base")
+    shutil.copy2(sb.bzimage, base_bz)
+    digest = hashlib.sha256(base_bz.read_bytes()).hexdigest()
+    accel = opts.accel
+    if state.baseline.get("bzimage") != digest:
+        state.baseline = {"bzimage": digest, "suites": {}}
+    for s in suites:
+        if s in state.baseline["suites"]:
+            continue
+        say(f"baseline: booting the unmutated kernel with {s}")
+        br = boot_and_test(base_bz, [built[s]], work_dir=_fresh(run.path("baseline", s)), cache=run.ws.cache,
+                           accel=accel, test_timeout_s=opts.test_timeout_s, boot_timeout_s=opts.boot_timeout_s)
+        accel = br.accel
+        if br.problems:
+            raise StageFailed(f"the unmutated kernel has a problem under {s}: "
+                              f"{', '.join(p.kind for p in br.problems)} ({br.log})")
+        state.baseline["suites"][s] = {"pass": sorted(t.name for t in br.tests if t.status == "pass"),
+                                       "fail": sorted(t.name for t in br.tests if t.status == "fail"),
+                                       "boot_s": round(br.stage.duration_s, 1)}
+        save()
+    base_objs: dict[str, str | None] = {t.file: objdump(bd.obj / (t.file[:-2] + ".o")) for t in targets}
+
+    try:
+        for i, m in enumerate(chosen, 1):
+            if m.id in state.records:
+                continue
+            rec: dict[str, Any] = {"id": m.id, "file": m.file, "function": m.function, "operator": m.operator,
+                                   "diff": m.diff}
+            say(f"[{i}/{len(chosen)}] {m.id} {m.function} {m.operator}")
+            if base_objs.get(m.file) is None:
+                rec.update(status="skipped", reason_kind="not built", reason=f"{m.file[:-2]}.o is not in this config")
+                state.records[m.id] = rec
+                save()
+                continue
+            original = (bd.src / m.file).read_text(errors="surrogateescape")
+            logs = run.path("mutants", m.id)
+            logs.mkdir(parents=True, exist_ok=True)
+            t0 = time.monotonic()
+            with mutated(bd.root, bd.src, m, original):
+                step = build_kernel(bd.src, bd.obj, log=logs / "object.log", jobs=opts.jobs,
+                                    target=m.file[:-2] + ".o", tc=bd.toolchain)
+                if not step.ok:
+                    rec.update(status="skipped", reason_kind="does not compile",
+                               reason="; ".join(step.error_lines[:2]))
+                elif objdump(bd.obj / (m.file[:-2] + ".o")) == base_objs[m.file]:
+                    rec.update(status="skipped", reason_kind="object unchanged", reason="objdump -d equal")
+                else:
+                    step = build_kernel(bd.src, bd.obj, log=logs / "build.log", jobs=opts.jobs, tc=bd.toolchain)
+                    if not step.ok:
+                        rec.update(status="skipped", reason_kind="does not build",
+                                   reason="; ".join(step.error_lines[:2]))
+                    else:
+                        shutil.copy2(bzimage_path(bd.obj), logs / "bzImage")
+            rec["build_s"] = round(time.monotonic() - t0, 1)
+            if "status" not in rec:
+                rec["suites"] = {}
+                for s in suites:
+                    br = boot_and_test(logs / "bzImage", [built[s]], work_dir=_fresh(logs / s), cache=run.ws.cache,
+                                       accel=accel, test_timeout_s=opts.test_timeout_s,
+                                       boot_timeout_s=opts.boot_timeout_s)
+                    accel = br.accel
+                    v = judge(br, s, state.baseline["suites"][s]["pass"])
+                    rec["suites"][s] = {**v.to_json(), "log": str(br.log)}
+                    say(f"    {s}: {v.text()}")
+                killed = [s for s, v in rec["suites"].items() if v["killed"]]
+                rec["status"] = "killed" if killed else "survived"
+                rec["killed_by"] = killed
+                (logs / "bzImage").unlink(missing_ok=True)
+            else:
+                say(f"    skipped: {rec['reason_kind']}")
+            state.records[m.id] = rec
+            save()
+    finally:
+        # leave the warm directory built for the unmutated source
+        build_kernel(bd.src, bd.obj, log=run.path("rebuild-unmutated.log"), jobs=opts.jobs, tc=bd.toolchain)
+    recs = [state.records[m.id] for m in chosen if m.id in state.records]
+    summary = summarise(recs, suites)
+    save()
+    shutil.copyfile(state_file, run.path("mutants.json"))
+    title = f"series mutate {run.stack.name} v{run.rev.version} onto {run.onto}"
+    atomic_write_text(run.path("mutants.html"), html_report(summary, recs, suites, title))
+    return {**info, "key": key, "baseline": state.baseline, "summary": summary, "mutants": recs,
+            "mutants_json": str(run.path("mutants.json")), "html": str(run.path("mutants.html"))}
+
+
+def _fresh(d: Path) -> Path:
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
