@@ -21,15 +21,10 @@ def default_cache() -> Cache:
     path that exists but is not a directory (or lies below a file) is refused
     here, naming the variable, before any command looks inside it."""
     cache = Cache.default()
-    try:
-        ok = not cache.root.exists() or cache.root.is_dir()
-    except OSError:
-        ok = False
-    probe = cache.root
-    while ok and not probe.exists() and probe != probe.parent:
+    probe = cache.root      # it, or the nearest of its parents that exists, is a directory
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-        ok = probe.is_dir()
-    if not ok:
+    if not probe.is_dir():
         var = "SERIES_CACHE" if os.environ.get("SERIES_CACHE") else "the cache directory"
         raise UserError(f"{var} {cache.root} is not a directory (a file is in its place): point SERIES_CACHE "
                         "to a directory, or remove that file")

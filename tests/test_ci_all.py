@@ -131,6 +131,9 @@ def test_rich_progress_shows_counts_and_eta() -> None:
     rp.step("build base", 420, 840, "CC mm/userfaultfd.o")
     rp.step("test", 7, None, "uffd-unit-tests: move on anon")
     rp.bars.refresh()
+    assert set(rp.tasks) == {"build base", "test"}
+    rp.step("build patch 1", 1, 79, "CC mm/userfaultfd.o")     # one bar per stage: the base's goes
+    assert set(rp.tasks) == {"build patch 1", "test"}
     rp.stop()
     text = buf.getvalue()
     assert "build: base, then each patch" in text

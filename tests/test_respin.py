@@ -504,7 +504,8 @@ def _demo_respin(wt: Path) -> None:
     anchor = "struct uffdio_move {\n"
     assert anchor in h
     hdr.write_text(h.replace(anchor, "/* See Documentation/admin-guide/mm/userfaultfd.rst */\n" + anchor, 1))
-    git(wt, "commit", "-q", "-a", "-m", "userfaultfd: point at the admin guide from struct uffdio_move\n\n"
+    git(wt, "commit", "-q", "-a", "--author", "Series Demo <demo@series.invalid>",
+        "-m", "userfaultfd: point at the admin guide from struct uffdio_move\n\n"
         "Say where UFFDIO_MOVE is described, next to its argument.\n\n"
         "Signed-off-by: Series Demo <demo@series.invalid>")
 

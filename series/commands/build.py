@@ -37,6 +37,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="make -jN (default: the number of CPUs)")
     p.add_argument("--rebuild", action="store_true",
                    help="build every commit, even one whose result is recorded (else reported `cached`)")
+    p.add_argument("--cc", metavar="CMD", default="gcc",
+                   help="the compiler, passed to make as CC= (e.g. 'distcc gcc' or 'icecc gcc' to spread compiles; "
+                        "behind ccache when installed, through CCACHE_PREFIX)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
 
@@ -50,9 +53,10 @@ def options(args: argparse.Namespace, cmd: str) -> "Options":
         (["--onto", args.onto] if args.onto else []) + (["--tree", args.tree] if args.tree else []) + \
         [a for c in (args.config or []) for a in ("--config", c)] + \
         (["--suites", args.suites] if args.suites is not None else []) + \
-        (["--per-patch"] if getattr(args, "per_patch", False) else []) + (["--rebuild"] if args.rebuild else [])
+        (["--per-patch"] if getattr(args, "per_patch", False) else []) + (["--rebuild"] if args.rebuild else []) + \
+        (["--cc", args.cc] if args.cc != "gcc" else [])
     return Options(onto=args.onto, tree=args.tree, jobs=args.jobs, suites=suites, config=args.config, argv=argv,
-                   rebuild=args.rebuild)
+                   rebuild=args.rebuild, cc=args.cc)
 
 
 def build_json(r: "Run") -> dict[str, Any]:

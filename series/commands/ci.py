@@ -48,7 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rebuild", action="store_true",
                    help="build every commit, even one whose result is recorded for the same tree, config and "
                         "toolchain (else reported `cached`)")
+    p.add_argument("--cc", metavar="CMD", default="gcc",
+                   help="the compiler, passed to make as CC= (e.g. 'distcc gcc'; behind ccache through CCACHE_PREFIX)")
     p.add_argument("--boot-timeout", type=float, default=600.0, metavar="S", help="whole-boot limit in seconds (default 600)")
+    p.add_argument("--build-patch", metavar="LIST",
+                   help="build the base and only these patches (comma-separated; a shard of a pipeline)")
+    p.add_argument("--emit", choices=("github-actions", "gitlab"),
+                   help="write a pipeline for this CI engine (to -o FILE, else stdout) instead of running: "
+                        "checks, one build job per patch, one test job per suite, a merge")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                   help="combine the run directories of shards into one run (-o DIR): results.json, JUnit, "
+                        "patchwork checks and page")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -62,13 +72,28 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UserError("--boot-timeout must be positive")
     if args.all and args.revision:
         raise UserError("--all runs every revision: give no revision with it")
+    if sum(map(bool, (args.all, args.emit, args.merge))) > 1:
+        raise UserError("--all, --emit and --merge go alone")
+    if args.merge:
+        return _merge(args, ctx)
+    if args.emit:
+        return _emit(args, ctx)
+    build_only = None
+    if args.build_patch is not None:
+        try:
+            build_only = sorted({int(x) for x in args.build_patch.split(",") if x.strip()})
+        except ValueError:
+            raise UserError(f"--build-patch expects patch numbers, like 3 or 1,4 (not {args.build_patch!r})") from None
+        if not build_only or min(build_only) < 1:
+            raise UserError("--build-patch expects patch numbers from 1")
     suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites is not None else None
     argv = ([args.stack] if args.stack else []) + ([args.revision] if args.revision else []) + \
         (["--onto", args.onto] if args.onto else []) + (["--tree", args.tree] if args.tree else []) + \
         (["--stages", args.stages] if args.stages else []) + (["--suites", args.suites] if args.suites else []) + \
-        (["--top-only"] if args.top_only else []) + (["--rebuild"] if args.rebuild else [])
+        (["--top-only"] if args.top_only else []) + (["--rebuild"] if args.rebuild else []) + \
+        (["--cc", args.cc] if args.cc != "gcc" else []) + (["--build-patch", args.build_patch] if build_only else [])
     opts = Options(onto=args.onto, tree=args.tree, per_patch=not args.top_only, boot_timeout_s=args.boot_timeout,
-                   suites=suites, argv=argv, rebuild=args.rebuild)
+                   suites=suites, argv=argv, rebuild=args.rebuild, cc=args.cc, build_only=build_only)
     if args.all:
         return _run_all(args, ctx, stages, opts)
     return _run_one(args, ctx, stages, opts)
@@ -92,6 +117,59 @@ def _run_one(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "O
     lines.append(f"reports: results.json junit.xml patchwork-checks.json summary.md index.html in {r['run_dir']}")
     ctx.emit(r, "\n".join(lines))
     return 2 if r["status"] in ("fail", "error") else 0
+
+
+# -- --merge, --emit ---------------------------------------------------------------------
+def _merge(args: argparse.Namespace, ctx: Context) -> int:
+    from ..pipeline.merge import merge_runs
+    if args.output is None:
+        raise UserError("--merge needs -o DIR: the merged run directory")
+    if args.stack or args.revision or args.stages or args.build_patch:
+        raise UserError("--merge takes run directories only (the stack and revision are the shards')")
+    run_ = merge_runs(ctx.ws, list(args.merge), args.output)
+    r = run_.finish()
+    lines = [f"series ci --merge of {len(args.merge)} shard(s): {r['stack']} v{r['revision']} onto {r['onto']}: "
+             f"{r['status'].upper()}"]
+    for s in r["stages"]:
+        lines.append(f"  {s['name']:<10} {s['status']:<5} {s['summary']}")
+    lines.append(f"reports: results.json junit.xml patchwork-checks.json summary.md index.html in {r['run_dir']}")
+    ctx.emit(r, "\n".join(lines))
+    return 2 if r["status"] in ("fail", "error") else 0
+
+
+def _emit(args: argparse.Namespace, ctx: Context) -> int:
+    from ..fsutil import atomic_write_text
+    from ..report.pipelines import PipelineSpec, emit
+    from ..stacks.model import parse_version
+    from ..stacks.store import load_stack
+    from ..suites import plan_for
+    ws = ctx.ws
+    ci = ws.config.get("ci", {})
+    name = args.stack or ci.get("stack")
+    if not name:
+        raise UserError("no stack given (and no [ci] stack in series.toml)")
+    stack = load_stack(ws, name)
+    rev = stack.revision(parse_version(args.revision) if args.revision else None)
+    onto = args.onto or (ci.get("onto") if ci.get("stack") == stack.name else None) or rev.base or ci.get("onto")
+    tree = args.tree or ci.get("tree")
+    if not onto or not tree:
+        raise UserError("--emit needs a tree and a base: --tree NAME --onto REF (or [ci] tree and onto)")
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites is not None else None
+    plan = plan_for(ws.root, ws.config, stack.name, suites=suites)
+    spec = PipelineSpec(stack=stack.name, revision=rev.version, tree=tree, onto=onto, patches=rev.indexes,
+                        suites=[s.name for s in plan.suites])
+    if not spec.patches:
+        raise UserError(f"{stack.name} v{rev.version} lists no patch")
+    text = emit(args.emit, spec)
+    if args.output is None:
+        ctx.emit({"emit": args.emit, "text": text, **spec.__dict__}, text)
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.output, text)
+    ctx.emit({"emit": args.emit, "file": str(args.output), **spec.__dict__},
+             f"wrote {args.output}: {args.emit} pipeline for {stack.name} v{rev.version} "
+             f"({len(spec.patches)} build jobs, {len(spec.suites)} test jobs, a merge)")
+    return 0
 
 
 # -- --all -----------------------------------------------------------------------------
@@ -197,6 +275,8 @@ def _run_all(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "O
                             "reason": next((s["summary"] for s in r["stages"]), "") if skipped else "",
                             "duration_s": round(time.monotonic() - t0, 3),
                             "stages": {s["name"]: s["status"] for s in r["stages"]},
+                            "problems": [f"{s['name']}: {s['summary']}" for s in r["stages"]
+                                         if s["status"] in ("fail", "error")],
                             "cached": [s["name"] for s in r["stages"] if s.get("cached")],
                             "rebuilt": {str(i["index"]): i.get("rebuilt", 0) for s in r["stages"]
                                         if s["name"] == "build" for i in s["items"] if not i.get("cached")}})
@@ -229,6 +309,7 @@ def _all_text(s: dict[str, Any]) -> str:
             extra = "  [rebuilt objects: " + ", ".join(
                 f"{'base' if k == '0' else 'patch ' + k} {v}" for k, v in e["rebuilt"].items()) + "]"
         lines.append(f"  v{e['revision']:<3} {e['status']:<5} {e['duration_s']:7.1f}s  {what}{extra}")
+        lines += [f"       {p}" for p in e["problems"]]
         lines.append(f"       {e['run_dir']}")
     lines.append(f"summary: {s['summary_dir']}/summary.json")
     return "\n".join(lines)

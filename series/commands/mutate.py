@@ -14,8 +14,12 @@ not failures).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from ..context import Context
+
+if TYPE_CHECKING:
+    from ..pipeline import StageResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,15 +33,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--operators", metavar="LIST",
                    help="comma-separated operators (default: all: delete-stmt, negate-cond, drop-term, errno, "
                         "drop-flag, swap-andor, off-by-one)")
+    p.add_argument("--equivalent", metavar="FILE",
+                   help="mutants no test can kill, with the reason (bench/mutants-equivalent.toml's format): "
+                        "a listed survivor is reported `equivalent`, not counted")
     p.add_argument("--test-timeout", type=int, default=90, metavar="S", help="per-program limit in the guest")
     p.add_argument("--boot-timeout", type=float, default=420.0, metavar="S", help="whole-boot limit")
     p.set_defaults(func=run)
 
 
+def mutate_stage(out: dict[str, Any]) -> "StageResult":
+    """The run page's section: the counts, and a row per mutant (killed: pass,
+    survived: warn, with its diff, equivalent and skipped: skip)."""
+    from ..pipeline import StageResult, Status
+    s = out["summary"]
+    kind = {"killed": "pass", "survived": "warn", "equivalent": "skip", "skipped": "skip"}
+    items: list[dict[str, Any]] = [
+        {"name": f"{m['file']}:{m['function']} {m['operator']} {m['id']}", "status": kind[m["status"]],
+         "summary": m["status"] + (": " + ", ".join(m.get("killed_by", [])) if m.get("killed_by") else "")
+         + (f" ({m['reason']})" if m.get("reason") else ""), "diff": m["diff"]} for m in out["mutants"]]
+    rates = ", ".join(f"{n} {k}/{s['ran']}" for n, k in s["killed_by_suite"].items())
+    summary = (f"{s['killed']}/{s['ran']} killed ({rates}); {s['survived']} survived, "
+               f"{len(s['equivalent'])} equivalent, {sum(s['skipped'].values())} skipped")
+    return StageResult(name="mutate", status=Status.WARN if s["survived"] else Status.PASS, summary=summary,
+                       items=items, log=out["html"], counts={"killed": s["killed"], "survived": s["survived"]},
+                       extra={"mutants_json": out["mutants_json"]})
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..errors import UserError
     from ..mutate.engine import Options as MOptions
-    from ..mutate.engine import run_mutants, text_report
+    from ..mutate.engine import load_equivalent, run_mutants, text_report
     from ..mutate.operators import OPERATORS
     from ..pipeline import prepare
     from ..pipeline.progress import progress
@@ -57,16 +82,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     opts.build_base = False
     mo = MOptions(functions=funcs, max=args.max, seed=args.seed, jobs=args.jobs, test_timeout_s=args.test_timeout,
                   boot_timeout_s=args.boot_timeout, operators=ops)
+    if args.equivalent:
+        from pathlib import Path
+        mo.equivalent = load_equivalent(Path(args.equivalent))
     with progress(ctx) as say:
         with prepare(ctx.ws, "mutate", args.stack, args.revision, opts, stages=["build"], say=say) as r:
             execute(r, ["build"], keep_going=False)
             st = r.result("build")
             assert st is not None
-            if st.status.failed:
+            if r.state.build is None or st.status.failed or st.status == "skip":
                 from ..errors import StageFailed
                 raise StageFailed(f"build: {st.summary} ({r.dir})")
             test_plan(r)
             out = run_mutants(r, mo)
+            r.add(mutate_stage(out))
     suites = out["key"]["suites"]
     head = [f"mutate {r.stack.name} v{r.rev.version} onto {r.onto}"
             + (f" (incomplete: patch {', '.join(map(str, r.rev.missing))} missing)" if r.rev.missing else ""),

@@ -190,12 +190,7 @@ def touched_functions(text: str, changes: Iterable[FileChange]) -> list[str]:
 
 
 def by_name(text: str, names: Sequence[str]) -> list[Function]:
-    """The definitions of `names` in `text` (first definition of each), in file order."""
+    """The definitions of `names` in `text`, in file order: every one of them
+    (a function defined under #ifdef and #else has two, only one compiled)."""
     want = set(names)
-    seen: set[str] = set()
-    out = []
-    for f in functions(text):
-        if f.name in want and f.name not in seen:
-            seen.add(f.name)
-            out.append(f)
-    return out
+    return [f for f in functions(text) if f.name in want]

@@ -183,6 +183,7 @@ def summarise(records: Sequence[dict[str, Any]], suites: Sequence[str]) -> dict[
     """Counts, the kill rate of each suite and of all together (over the mutants
     that ran), survivors grouped by function and by operator."""
     ran = [r for r in records if r["status"] in ("killed", "survived")]
+    equivalent = [r["id"] for r in records if r["status"] == "equivalent"]
     skipped: dict[str, int] = {}
     for r in records:
         if r["status"] == "skipped":
@@ -195,7 +196,7 @@ def summarise(records: Sequence[dict[str, Any]], suites: Sequence[str]) -> dict[
         by_fn.setdefault(f"{r['file']}:{r['function']}", []).append(r["id"])
         by_op.setdefault(r["operator"], []).append(r["id"])
     return {"total": len(records), "ran": len(ran), "killed": sum(r["status"] == "killed" for r in ran),
-            "survived": len(survivors), "skipped": skipped, "killed_by_suite": per_suite,
+            "survived": len(survivors), "skipped": skipped, "equivalent": equivalent, "killed_by_suite": per_suite,
             "survivors_by_function": by_fn, "survivors_by_operator": by_op}
 
 
@@ -206,7 +207,7 @@ def _pct(k: int, n: int) -> str:
 def text_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], suites: Sequence[str]) -> str:
     n = summary["ran"]
     lines = [f"mutants: {summary['total']} considered, {n} ran, {summary['killed']} killed, "
-             f"{summary['survived']} survived; skipped: "
+             f"{summary['survived']} survived, {len(summary['equivalent'])} equivalent (listed); skipped: "
              + (", ".join(f"{v} {k}" for k, v in sorted(summary["skipped"].items())) or "none")]
     rates = [f"{s} {summary['killed_by_suite'][s]}/{n} ({_pct(summary['killed_by_suite'][s], n)})" for s in suites]
     lines.append("kill rate: " + "   ".join(rates + [f"all {summary['killed']}/{n} ({_pct(summary['killed'], n)})"]))
@@ -261,6 +262,23 @@ class Options:
     boot_timeout_s: float = 420.0
     accel: str | None = None
     operators: tuple[str, ...] = OPERATORS
+    equivalent: dict[str, str] = field(default_factory=dict)     # mutant id -> why no test can kill it
+
+
+def load_equivalent(path: Path) -> dict[str, str]:
+    """`[[equivalent]]` entries (id, reason; file, function, what for the reader)
+    of a file like bench/mutants-equivalent.toml: mutant id -> reason."""
+    import tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--equivalent {path}: {e}") from None
+    out: dict[str, str] = {}
+    for k, ent in enumerate(data.get("equivalent", []), 1):
+        if not isinstance(ent, dict) or not isinstance(ent.get("id"), str) or not str(ent.get("reason", "")).strip():
+            raise UserError(f"--equivalent {path}: entry {k} needs an id and a reason")
+        out[ent["id"]] = str(ent["reason"])
+    return out
 
 
 def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
@@ -306,7 +324,8 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
     state = State.load(state_file, key)
     info = {"stack": run.stack.name, "revision": run.rev.version, "missing": run.rev.missing,
             "targets": [{"file": t.file, "functions": t.functions} for t in targets], "not_built": outside,
-            "generated": len(all_mutants), "max": opts.max, "operators": list(opts.operators)}
+            "generated": len(all_mutants), "max": opts.max, "operators": list(opts.operators),
+            "resumed": sum(m.id in state.records for m in chosen), "build_dir": str(bd.root)}
 
     def save() -> None:
         recs = [state.records[m.id] for m in chosen if m.id in state.records]
@@ -396,6 +415,10 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
         # leave the warm directory built for the unmutated source
         build_kernel(bd.src, bd.obj, log=run.path("rebuild-unmutated.log"), jobs=opts.jobs, tc=bd.toolchain)
     recs = [state.records[m.id] for m in chosen if m.id in state.records]
+    for r in recs:      # the equivalence list is read each run: a listed survivor is named, not counted
+        if r["status"] in ("survived", "equivalent"):
+            r["status"] = "equivalent" if r["id"] in opts.equivalent else "survived"
+            r["reason"] = opts.equivalent.get(r["id"], "")
     summary = summarise(recs, suites)
     save()
     shutil.copyfile(state_file, run.path("mutants.json"))

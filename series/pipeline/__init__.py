@@ -40,7 +40,33 @@ def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str
             stages: list[str], out: "Path | None" = None, say: "Say | None" = None) -> Run:
     """Load the stack and revision, resolve the tree and the base when the
     selected stages need them, refuse bad input before any run directory
-    exists, and return the Run."""
+    exists, and return the Run.
+
+    The Run holds the stack's lock from here to its end, taken before its
+    directory exists: a second run (or an import, a fetch, a record) of the same
+    stack is refused as busy in one line, instead of failing a stage (a failed
+    check would be a false report), and no revision changes under a run that
+    reads it (the stack is loaded again once the lock is held)."""
+    import contextlib
+    from ..fsutil import exclusive_lock
+    from ..stacks.store import load_stack
+    name = stack_name or ws.config.get("ci", {}).get("stack")
+    if not name:
+        raise UserError("no stack given (and no [ci] stack in series.toml)")
+    load_stack(ws, name)        # an unknown stack is refused before a lock file is made for it
+    held = contextlib.ExitStack()
+    held.enter_context(exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"))
+    try:
+        run = _prepare(ws, command, name, revision, opts, stages=stages, out=out, say=say)
+    except BaseException:
+        held.close()
+        raise
+    run.locks.enter_context(held)
+    return run
+
+
+def _prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str | None, opts: Options, *,
+             stages: list[str], out: "Path | None" = None, say: "Say | None" = None) -> Run:
     from ..stacks.model import parse_version
     from ..stacks.store import load_stack
     from ..trees import resolve_ref

@@ -34,6 +34,8 @@ _FINE_RE = re.compile(r"^(building [^:]+: [A-Z][A-Z0-9_]* |Testing )")
 class Progress:
     """Plain lines to `line` (None: silent); counts are not shown.  Callable as `say`."""
 
+    shows_counts = False      # whether `step` is shown (a stage may skip working out totals)
+
     def __init__(self, line: Callable[[str], None] | None = None) -> None:
         self._line = line
 
@@ -53,6 +55,8 @@ class Progress:
 
 class RichProgress(Progress):
     """One bar per task on a terminal (rich)."""
+
+    shows_counts = True
 
     def __init__(self, console: "Console") -> None:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -83,6 +87,10 @@ class RichProgress(Progress):
         count = f"{done}/{total}" if total else f"{done}"
         fields: dict[str, Any] = {"count": count, "detail": detail[:60]}
         if task not in self.tasks:
+            # one bar per stage: "build patch 2" replaces "build patch 1"
+            stage = task.split()[0]
+            for other in [t for t in self.tasks if t.split()[0] == stage]:
+                self.end(other)
             self.tasks[task] = self.bars.add_task(task, total=total, completed=done, **fields)
         else:
             self.bars.update(self.tasks[task], total=total, completed=done, **fields)
@@ -101,7 +109,7 @@ def _eta_column() -> Any:
 
     class Eta(TimeRemainingColumn):
         def render(self, task: Task) -> Text:
-            if task.total is None or task.finished:
+            if not task.total or task.finished:
                 return Text("")
             return Text("eta ") + super().render(task)
     return Eta()

@@ -66,6 +66,8 @@ class Options:
     cmdline: str = ""
     accel: str | None = None
     rebuild: bool = False           # build even a commit whose result is recorded (else reported `cached`)
+    build_only: list[int] | None = None  # build the base and these patches only (a shard of `series ci --emit`)
+    cc: str = "gcc"                 # make's CC: e.g. "distcc gcc" (through ccache, with CCACHE_PREFIX, when installed)
     mail: MailRequest = field(default_factory=MailRequest)
     argv: list[str] = field(default_factory=list)
 
@@ -103,6 +105,29 @@ class Run:
         self.finished: str | None = None
         self.error: str | None = None        # why the run stopped early, when it did
         self.report: dict[str, Any] | None = None
+        self.stored: dict[str, Any] = {}     # results.json fields taken as stored (a run made by `from_results`)
+
+    @classmethod
+    def from_results(cls, ws: Workspace, stored: dict[str, Any], stages: list[StageResult], *, out: Path,
+                     say: Say | None = None) -> "Run":
+        """A Run made of stored stage results (`series ci --merge` of shards): its
+        results.json is written here like any other, and `finish()` derives the
+        same reports.  The revision's patches, the tree and the reproducer are
+        taken as the shards stored them."""
+        from ..errors import UserError
+        from ..stacks.store import load_stack
+        stack = load_stack(ws, str(stored["stack"]))
+        version = int(stored["revision"])
+        if not stack.has_revision(version):
+            raise UserError(f"{stack.name} has no v{version} in this workspace's manifest")
+        run = cls(ws, str(stored.get("command") or "ci"), stack, stack.revision(version),
+                  Options(onto=stored.get("onto")), onto=stored.get("onto"), out=out, say=say)
+        run.base_commit = stored.get("base_commit")
+        run.stages = list(stages)
+        run.selected = [str(s) for s in stored.get("selected") or []]
+        run.started = str(stored.get("started") or run.started)
+        run.stored = {k: stored[k] for k in ("tree", "expected", "missing", "patches", "reproduce") if k in stored}
+        return run
 
     def __enter__(self) -> "Run":
         return self
@@ -147,6 +172,7 @@ class Run:
             "expected": rev.expected, "missing": rev.missing, "patches": patches,
             "selected": self.selected, "run_dir": str(self.dir), "status": str(self.status), "error": self.error,
             "stages": [s.to_dict() for s in self.stages],
+            **self.stored,
         }
 
     def write(self) -> None:

@@ -38,8 +38,7 @@ class Stage:
 def _apply(run: Run) -> StageResult:
     from ..stages.apply import apply_revision
     ws, st, rev = run.ws, run.stack, run.rev
-    assert run.tree is not None and run.onto is not None
-    run.locks.enter_context(exclusive_lock(ws.cache.stack_lock(st.name), f"stack {st.name}"))
+    assert run.tree is not None and run.onto is not None      # (prepare() holds the stack's lock)
     run.say(f"apply: {st.name} v{rev.version} onto {run.onto} in tree {run.tree.name}")
     with Timer() as t:
         res = apply_revision(ws, st.name, rev, run.tree, run.onto, log_dir=run.path("apply"))
@@ -97,8 +96,11 @@ def _build(run: Run) -> StageResult:
     assert res is not None and tree is not None
     plan = test_plan(run)
     commits = [(p.index, p.commit) for p in res.patches if p.commit]
+    if run.opts.build_only is not None:
+        commits = [(i, c) for i, c in commits if i in run.opts.build_only]
     cache = run.ws.cache
-    bd = BuildDir(build_dir_for(cache, tree.name, res.base_commit, plan.config_hash), toolchain(cache))
+    bd = BuildDir(build_dir_for(cache, tree.name, res.base_commit, plan.config_hash),
+                  toolchain(cache, compiler=run.opts.cc))
     bd.root.mkdir(parents=True, exist_ok=True)
     # held until the run ends: nothing rebuilds under a running test
     run.locks.enter_context(exclusive_lock(bd.lock, f"build directory {bd.root.name}"))
@@ -110,7 +112,8 @@ def _build(run: Run) -> StageResult:
     sb = build_series(bd, tree.work_repo, res.base_commit, commits, fragment=fragment,
                       per_patch=run.opts.per_patch, jobs=run.opts.jobs, progress=run.say,
                       build_base=run.opts.build_base, rebuild=run.opts.rebuild, expected_full=expected,
-                      tick=lambda label, done, total, what: run.progress.step(f"build {label}", done, total, what))
+                      tick=(lambda label, done, total, what: run.progress.step(f"build {label}", done, total, what))
+                      if run.progress.shows_counts else None)
     sb.stage.extra["fragments"] = [str(p) for p in plan.fragments]
     for it in sb.stage.items:
         run.progress.end("build base" if it["index"] == 0 else f"build patch {it['index']}")

@@ -239,7 +239,8 @@ def changes(a: RunRec, b: RunRec, ws: "Workspace | None") -> dict[str, Any]:
     fa, fb = _findings(a), _findings(b)
     new_f: list[str] = []
     fixed_f: list[str] = []
-    if a.ran("checkpatch") and b.ran("checkpatch") or (a.stage("checkpatch") and b.stage("checkpatch")):
+    both_checked = a.ran("checkpatch") and b.ran("checkpatch")
+    if both_checked:
         # patches paired by content (range-diff), else by position
         by_pos = [{"old": i if i in fa else None, "new": i if i in fb else None} for i in sorted({*fa, *fb})]
         for p in pairs or by_pos:
@@ -256,6 +257,7 @@ def changes(a: RunRec, b: RunRec, ws: "Workspace | None") -> dict[str, Any]:
     both_built = a.ran("build") and b.ran("build")
     return {"old": a, "new": b, "pairs": pairs, "pairing_note": note,
             "findings_new": new_f, "findings_fixed": fixed_f,
+            "findings_note": "" if both_checked else "checkpatch did not run in both revisions",
             "tests_failing": newly_failing, "tests_fixed": fixed_tests,
             "tests_note": "" if ta and tb else "tests did not run in both revisions",
             "warnings_new": sorted(wb - wa) if both_built else [],

@@ -241,8 +241,12 @@ def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: 
     cc = compiler
     env: tuple[tuple[str, str], ...] = ()
     if use_ccache and cache is not None and shutil.which("ccache") and not compiler.startswith("ccache"):
-        cc = f"ccache {compiler}"
-        env = (("CCACHE_DIR", str(cache.ccache)), ("CCACHE_MAXSIZE", "5G"), ("CCACHE_NOHASHDIR", "1"))
+        words = compiler.split()
+        # distcc/icecc behind ccache: ccache hashes locally, a miss compiles remotely (CCACHE_PREFIX)
+        prefix = words[0] if len(words) > 1 and Path(words[0]).name in ("distcc", "icecc") else None
+        cc = f"ccache {' '.join(words[1:]) if prefix else compiler}"
+        env = (("CCACHE_DIR", str(cache.ccache)), ("CCACHE_MAXSIZE", "5G"), ("CCACHE_NOHASHDIR", "1"),
+               *((("CCACHE_PREFIX", prefix),) if prefix else ()))
     if compiler not in _IDENTS:
         text = "\n".join([_version_line(compiler.split() + ["--version"]), _version_line(["ld", "--version"]),
                           _version_line(["make", "--version"])])
@@ -583,6 +587,16 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
     if steps and Worktree.at(bd.src).head() != Repo(repo).rev_parse(steps[-1][1]):
         checkout(bd.src, steps[-1][1])   # the suites are built from the last commit's tree
 
+    stage = build_verdict(items)
+    stage.duration_s, stage.log = time.monotonic() - start, str(bd.logs)
+    stage.extra = {"config": str(fragment), "not_set": not_set, "build_dir": str(bd.root), "toolchain": tc.to_json()}
+    return SeriesBuild(stage=stage, bzimage=last_ok, not_set=not_set)
+
+
+def build_verdict(items: list[dict[str, Any]]) -> StageResult:
+    """The build stage's status, summary and counts from its items (base = index 0,
+    then patches); `series ci --merge` recomputes it from the shards' items."""
+    items = sorted(items, key=lambda i: int(i["index"]))
     patch_items = [i for i in items if i["index"] > 0]
     status: Status
     if items and items[0]["index"] == 0 and items[0]["status"] == "fail":
@@ -599,14 +613,10 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
     cached = sum(bool(i.get("cached")) for i in items)
     if cached:
         summary += f" ({cached} of {len(items)} cached)"
-    stage = StageResult(name="build", status=status, duration_s=time.monotonic() - start, summary=summary,
-                        items=items, log=str(bd.logs),
-                        counts={"pass": sum(i["status"] == "pass" for i in items),
-                                "fail": sum(i["status"] == "fail" for i in items), "cached": cached},
-                        extra={"config": str(fragment), "not_set": not_set, "build_dir": str(bd.root),
-                               "toolchain": tc.to_json()},
-                        cached=bool(items) and cached == len(items))
-    return SeriesBuild(stage=stage, bzimage=last_ok, not_set=not_set)
+    return StageResult(name="build", status=status, summary=summary, items=items,
+                       counts={"pass": sum(i["status"] == "pass" for i in items),
+                               "fail": sum(i["status"] == "fail" for i in items), "cached": cached},
+                       cached=bool(items) and cached == len(items))
 
 
 def _step_progress(say: Progress, label: str) -> Progress:
