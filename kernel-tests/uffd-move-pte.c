@@ -251,14 +251,18 @@ TEST_F(pte, partial_enoent)
 
 /*
  * [man] ENOENT / [mp]: a hole at the very first source page fails with
- * -ENOENT and move == -ENOENT, nothing moved.  Two flavours: the hole is a
- * none pte inside an existing page table, and the hole has no page table at
- * all (untouched 2 MiB region).
+ * -ENOENT and move == -ENOENT, nothing moved.  Three flavours: the hole is a
+ * none pte inside an existing page table, the hole has no page table at all
+ * (untouched 2 MiB region: a none pmd), and the hole lies alone in an
+ * untouched 1 GiB-aligned region ([mp]: "if (!(mode &
+ * UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)) err = -ENOENT" on each page-table level
+ * move_pages() finds empty).
  */
 TEST_F(pte, enoent_src_hole)
 {
 	char *src = self->src, *dst = self->dst;
 	char *empty = map_anon_a(hps, hps);	/* never touched: no page table */
+	char *far;
 	struct mres r;
 
 	ASSERT_MAPPED(empty);
@@ -278,6 +282,14 @@ TEST_F(pte, enoent_src_hole)
 	ASSERT_MOVE_ERR(r, ENOENT);
 	r = do_move(self->uffd, dst, empty + hps - ps, ps, 0);
 	ASSERT_MOVE_ERR(r, ENOENT);
+	far = map_anon_a(4 * ps, 1UL << 30);	/* alone in its 1 GiB, never touched */
+	ASSERT_MAPPED(far);
+	r = do_move(self->uffd, dst, far, ps, 0);
+	ASSERT_MOVE_ERR(r, ENOENT);
+	r = do_move(self->uffd, dst, far, 4 * ps, 0);
+	ASSERT_MOVE_ERR(r, ENOENT);
+	ASSERT_MISSING(dst);
+	munmap(far, 4 * ps);
 }
 
 /*

@@ -15,8 +15,8 @@ def _interrupted_early(signum: int, frame: object) -> None:
 
 
 # As early as our code runs, when this process is the CLI (the `series` script, or
-# `python -m series`, for which argv[0] is "-m" while the package is imported).
+# `python -m series`, for which argv[0] is "-m" while the package is imported);
+# before it, the .pth line tools/setup installs does the same while Python starts.
 # cli.main() hands SIGINT back to Python's KeyboardInterrupt once it can report it.
-if _sys.argv and (_os.path.basename(_sys.argv[0]) == "series" or _sys.argv[0] == "-m") \
-        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+if _sys.argv and (_os.path.basename(_sys.argv[0]) == "series" or _sys.argv[0] == "-m"):
     _signal.signal(_signal.SIGINT, _interrupted_early)

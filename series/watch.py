@@ -42,6 +42,7 @@ class Posting:
     why: str                   # how it was matched: the mirror's directory, change-id, subject lineage
     patches: int
     existing: int | None = None  # the manifest's revision it is (listed but not imported), if any
+    posted: int = 0            # the version its subjects say (which of a mailbox's postings to import)
 
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "source": str(self.source), "version": self.version, "matched_by": self.why,
@@ -139,7 +140,7 @@ def _consider(ws: Workspace, stacks: dict[str, Stack], src: Path, only: str | No
         if not new:
             continue
         scan.new.append(Posting(stack=stack.name, source=src, version=existing or pr.version, why=why,
-                                patches=len(pr.patches), existing=existing))
+                                patches=len(pr.patches), existing=existing, posted=pr.version))
 
 
 def scan_mirror(ws: Workspace, mirror: Path, stack_names: list[str] | None = None) -> Scan:

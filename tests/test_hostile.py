@@ -308,6 +308,14 @@ def manifest_expects_99999999_patches(c: Ctx) -> Case:
 
 
 @case
+def manifest_expects_infinitely_many_patches(c: Ctx) -> Case:
+    """Found by bench/fuzz: `expected = inf` (a TOML float) crashed the loader."""
+    text = (c.stack_dir / "stack.toml").read_text()
+    (c.stack_dir / "stack.toml").write_text(text.replace("expected = 3", "expected = inf", 1))
+    return Case(["show", "demo"], "malformed revision entry")
+
+
+@case
 def import_record_expects_99999999_patches(c: Ctx) -> Case:
     _edit_toml(c.stack_dir / "v1" / "import.toml", lambda d: d["revision"].update(expected=99999999))
     (c.stack_dir / "stack.toml").write_text('name = "demo"\n')

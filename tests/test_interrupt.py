@@ -31,7 +31,7 @@ from mailfactory import patch_mail, series_mails, write_mbox
 from safety import MEMORY_CAP, SmallStack, cache_problems, held_locks, small_stack, store_state
 
 SIGNALS = [signal.SIGINT, signal.SIGKILL]
-FRACTIONS = (0.15, 0.5, 0.85)
+FRACTIONS = (0.2, 0.65)
 
 
 def _capped() -> None:
@@ -119,7 +119,7 @@ def _worktrees_clean(st: SmallStack) -> None:
 
 # ---------------------------------------------------------------------------- import
 
-N = 40
+N = 24
 
 
 def _partial() -> list:  # noqa: ANN202
@@ -156,9 +156,9 @@ def test_interrupted_fetch(tmp_path: Path, sig: signal.Signals) -> None:
     olds: dict[int, dict] = {}
 
     def make(root: Path) -> tuple[SmallStack, list[str]]:
-        st = small_stack(root, versions=(1, 2, 3), n=20, import_versions=())
+        st = small_stack(root, versions=(1, 2, 3), n=12, import_versions=())
         for i, v in enumerate((1, 2, 3)):
-            part = write_mbox(root / f"p{v}.mbox", series_mails(20, version=v, missing=tuple(range(2, 20, 3))))
+            part = write_mbox(root / f"p{v}.mbox", series_mails(12, version=v, missing=tuple(range(2, 12, 3))))
             assert st.series("import", "demo", "--mbox", str(part), *(["--create"] if i == 0 else [])).rc == 0
         olds.update(store_state(st.ws, "demo"))
         mirror = root / "mirror" / "demo"
@@ -169,12 +169,12 @@ def test_interrupted_fetch(tmp_path: Path, sig: signal.Signals) -> None:
 
     def between(st: SmallStack) -> None:
         for v, files in store_state(st.ws, "demo").items():
-            assert files == olds[v] or len(files) == 20, f"v{v} is neither old nor new"
+            assert files == olds[v] or len(files) == 12, f"v{v} is neither old nor new"
 
     def recover(st: SmallStack) -> None:
         r = st.series("fetch", "demo", "--mirror", str(st.ws.parent / "mirror"))
         assert r.rc == 0, r.err
-        assert all(len(f) == 20 for f in store_state(st.ws, "demo").values())
+        assert all(len(f) == 12 for f in store_state(st.ws, "demo").values())
 
     _sweep(tmp_path, sig, make, between, recover)
 
@@ -187,7 +187,7 @@ def test_interrupted_record(tmp_path: Path, sig: signal.Signals) -> None:
     olds: dict[int, dict] = {}
 
     def make(root: Path) -> tuple[SmallStack, list[str]]:
-        st = small_stack(root, n=20)
+        st = small_stack(root, n=12)
         r = st.series("edit", "demo", "--onto", "main", "--json")
         assert r.rc == 0, r.err
         wt = Path(r.json["worktree"])
@@ -199,7 +199,7 @@ def test_interrupted_record(tmp_path: Path, sig: signal.Signals) -> None:
 
     def between(st: SmallStack) -> None:
         now = store_state(st.ws, "demo")
-        assert now == olds or (set(now) == {1, 2} and len(now[2]) == 21 and now[1] == olds[1]), \
+        assert now == olds or (set(now) == {1, 2} and len(now[2]) == 13 and now[1] == olds[1]), \
             "the store is neither old nor new"
 
     def recover(st: SmallStack) -> None:
@@ -207,7 +207,7 @@ def test_interrupted_record(tmp_path: Path, sig: signal.Signals) -> None:
             r = st.series("record", "demo")
             assert r.rc == 0, r.err
         now = store_state(st.ws, "demo")
-        assert set(now) == {1, 2} and len(now[2]) == 21
+        assert set(now) == {1, 2} and len(now[2]) == 13
         r = st.series("show", "demo", "v2", "--json")
         assert r.rc == 0 and r.json["revisions"][0]["complete"], r.err
         manifest = (st.ws / "patches" / "demo" / "stack.toml").read_text()
@@ -227,7 +227,7 @@ def test_interrupted_rebase(tmp_path: Path, sig: signal.Signals) -> None:
     users: dict[str, tuple[str, str]] = {}
 
     def make(root: Path) -> tuple[SmallStack, list[str]]:
-        st = small_stack(root, n=25)
+        st = small_stack(root, n=16)
         (st.repo / "NEWS").write_text("a new base\n")
         git(st.repo, "add", "NEWS")
         git(st.repo, "commit", "-qm", "a new base")
@@ -241,7 +241,7 @@ def test_interrupted_rebase(tmp_path: Path, sig: signal.Signals) -> None:
     def between(st: SmallStack) -> None:
         assert repo_state(st.repo) == users["before"], "the user's repository changed"
         now = store_state(st.ws, "demo")
-        assert now == olds or (set(now) == {1, 2} and len(now[2]) == 25), "the store is neither old nor new"
+        assert now == olds or (set(now) == {1, 2} and len(now[2]) == 16), "the store is neither old nor new"
 
     def recover(st: SmallStack) -> None:
         if set(store_state(st.ws, "demo")) == {1}:
@@ -253,8 +253,172 @@ def test_interrupted_rebase(tmp_path: Path, sig: signal.Signals) -> None:
                 r = st.series("rebase", "demo", "newbase")
             assert r.rc == 0, r.err
         now = store_state(st.ws, "demo")
-        assert set(now) == {1, 2} and len(now[2]) == 25
+        assert set(now) == {1, 2} and len(now[2]) == 16
         assert repo_state(st.repo) == users["before"]
         _worktrees_clean(st)
 
     _sweep(tmp_path, sig, make, between, recover)
+
+
+# ---------------------------------------------------------------------------- series ci (e2e)
+# A stack of our own (comments in the tree's own files) on the Debian 6.12 tree,
+# its build directory warm: the kill lands in the stage named, which each test
+# checks from results.json (the stage is not among those that finished).
+
+STAGE_MARKER = {"apply": "apply: ", "check": "check: ", "build": "building patch 1 (", "boot": "booting under",
+                "mail": "mail: "}
+STAGE_RESULTS = {"apply": {"apply"}, "check": {"checkpatch", "hygiene"}, "build": {"build"}, "boot": {"test"},
+                 "mail": {"mail"}}
+STAGE_AGAIN = {"apply": "apply", "check": "checkpatch,hygiene", "build": "build", "boot": "test", "mail": "mail"}
+DELAY = {"apply": 0.3, "check": 0.0, "build": 2.0, "boot": 2.0, "mail": 0.5}
+
+
+def _intr_mbox(repo: Path, base: str, stack: str, token: str) -> str:
+    from test_build_boot import make_mbox
+
+    def comment(n: int) -> Callable[[str], str]:
+        return lambda s: s.replace("\n", f"\n/* series interruption test {token}: patch {n} */\n", 1)
+    cover = (f"From series-test Mon Sep 17 00:00:00 2001\nFrom: Series Test <test@series.invalid>\n"
+             f"Date: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: [PATCH v1 0/2] userfaultfd: two comments\n"
+             f"Message-ID: <{stack}-0@series.invalid>\n\nTwo comments, for the interruption tests.\n\n")
+    return cover + make_mbox(repo, base, [("mm: userfaultfd: a comment", "mm/userfaultfd.c", comment(1)),
+                                          ("fs: userfaultfd: a comment", "fs/userfaultfd.c", comment(2))], stack)
+
+
+@pytest.fixture(scope="module")
+def ci_ws(debian_trees, session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: ANN001
+    from conftest import run_series
+    ws = tmp_path_factory.mktemp("intr-ci")
+    (ws / "patches").mkdir()
+    (ws / "series.toml").write_text('[workspace]\nname = "interrupt"\n[ci]\nstack = "intr"\ntree = "debian"\n'
+                                    'onto = "debian/6.12"\n[test]\nsuites = ["uffd-unit-tests", "uffd-move-tests"]\n')
+    repo = session_cache / "trees" / "debian.git"
+    tag = git(repo, "tag", "--list", "debian/6.12.*").split()[-1]
+    base = git(repo, "rev-parse", f"{tag}^{{commit}}").strip()
+    box = ws / "intr.mbox"
+    box.write_text(_intr_mbox(repo, base, "intr", "fixed"))
+    r = run_series("-C", str(ws), "import", "intr", "--mbox", str(box), "--create")
+    assert r.rc == 0, r.err
+    r = run_series("-C", str(ws), "ci", "-o", str(ws / "warm-up"), subprocess=True, timeout=3600)
+    assert r.rc == 0, r.err[-3000:]
+    return {"ws": ws, "cache": session_cache, "repo": repo, "base": base}
+
+
+def _refs(repo: Path) -> str:
+    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/tags")
+
+
+def _orphans(paths: list[str]) -> list[str]:
+    """Processes (not this one) whose command line names one of `paths`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(p in cmd for p in paths):
+            out.append(f"{pid}: {cmd[:120]}")
+    return out
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("stage", list(STAGE_MARKER))
+def test_ci_interrupted_at_each_stage(ci_ws: dict, stage: str, sig: signal.Signals, tmp_path: Path) -> None:
+    import json
+    import threading
+    import uuid
+    from conftest import run_series
+    from safety import tree_hash
+    ws, cache, repo = ci_ws["ws"], ci_ws["cache"], ci_ws["repo"]
+    stack = "intr"
+    if stage in ("build", "check"):   # patches never built nor checked: the stage works when the signal lands
+        stack = f"intr-{uuid.uuid4().hex[:8]}"
+        box = tmp_path / "b.mbox"
+        box.write_text(_intr_mbox(repo, ci_ws["base"], stack, uuid.uuid4().hex))
+        assert run_series("-C", str(ws), "import", stack, "--mbox", str(box), "--create").rc == 0
+    patches_before, refs_before = tree_hash(ws / "patches"), _refs(repo)
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "series", "-C", str(ws), "ci", stack, "-o", str(out)], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_capped,
+                         env={**os.environ, "SERIES_CACHE": str(cache)})
+    seen = threading.Event()
+    err_lines: list[str] = []
+
+    def read() -> None:
+        assert p.stderr is not None
+        for line in p.stderr:
+            err_lines.append(line)
+            if STAGE_MARKER[stage] in line:
+                seen.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert seen.wait(900), "".join(err_lines)[-3000:]
+    time.sleep(DELAY[stage])
+    assert p.poll() is None, f"the run ended before the signal: {''.join(err_lines)[-2000:]}"
+    p.send_signal(sig)
+    p.wait(timeout=300)
+    reader.join(timeout=60)
+    err = "".join(err_lines)
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and err.endswith("series: interrupted\n"), (p.returncode, err[-2000:])
+        assert "Traceback" not in err
+    else:
+        assert p.returncode == -signal.SIGKILL
+    # results.json: readable; the stage was under way (not among the finished ones).
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == 1 and res["stack"] == stack
+    assert not STAGE_RESULTS[stage] & {s["name"] for s in res["stages"]}, [s["name"] for s in res["stages"]]
+    if sig == signal.SIGINT:
+        assert res["status"] == "error" and res["error"] == "interrupted" and res["finished"]
+    else:
+        assert res["finished"] is None
+    # Nothing is left running or held; the store and the tree's refs are as they were.
+    deadline = time.monotonic() + 30
+    while (held_locks(cache) or _orphans([str(out), str(cache / "build")])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held_locks(cache) == [], "a lock outlived its process"
+    assert _orphans([str(out), str(cache / "build")]) == [], "a make or qemu outlived series"
+    assert tree_hash(ws / "patches") == patches_before and _refs(repo) == refs_before
+    # The next run recovers: that stage (and what it needs) passes.
+    r = run_series("-C", str(ws), "ci", stack, "--stages", STAGE_AGAIN[stage], "-o", str(tmp_path / "again"),
+                   subprocess=True, timeout=3600)
+    assert r.rc == 0, r.err[-3000:]
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["status"] in ("pass", "warn") and again["finished"], again
+    assert held_locks(cache) == [] and _refs(repo) == refs_before
+    assert tree_hash(ws / "patches") == patches_before
+    assert "prunable" not in git(repo, "worktree", "list", "--porcelain")
+
+
+_KILL_BEFORE_MANIFEST = r"""
+import os, signal, sys
+import series.stacks.respin as respin
+def killed(*a, **kw):
+    os.kill(os.getpid(), signal.SIGKILL)
+respin._manifest_append = killed
+sys.argv = ["series", *sys.argv[1:]]
+from series.cli import entry
+entry()
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="series record: a kill between the new revision's directory and its "
+                                       "manifest entry leaves v2 unlisted, and the next record refuses "
+                                       "(reported to the author of record; remove this mark with the fix)")
+def test_record_killed_between_its_revision_and_its_manifest_entry(tmp_path: Path) -> None:
+    st = small_stack(tmp_path / "s", n=4)
+    r = st.series("edit", "demo", "--onto", "main", "--json")
+    assert r.rc == 0, r.err
+    wt = Path(r.json["worktree"])
+    (wt / "mm" / "demo3.c").write_text((wt / "mm" / "demo3.c").read_text() + "int demo3_extra;\n")
+    git(wt, "commit", "-qam", "demo: a fixup")
+    p = subprocess.run([sys.executable, "-c", _KILL_BEFORE_MANIFEST, "-C", str(st.ws), "record", "demo"],
+                       capture_output=True, text=True, env={**os.environ, **st.env()}, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    r = st.series("record", "demo")          # the next run finishes it (or there was nothing to finish)
+    manifest = (st.ws / "patches" / "demo" / "stack.toml").read_text()
+    assert "version = 2" in manifest and set(store_state(st.ws, "demo")) == {1, 2}, (r.rc, r.err)

@@ -153,3 +153,22 @@ def test_validation_json() -> None:
     assert v.to_json() == {"headers": "pass", "thread": "pass", "mbox": "fail", "b4": "pass", "git_am": "fail",
                            "problems": ["m", "a", "b"], "tree": "t"}
     assert Applied(ok=True).steps == []
+
+
+def test_check_headers() -> None:
+    from series.errors import UserError
+    from series.mail.validate import check_headers
+    check_headers(good())
+    ms = _broken(lambda ms: _set(ms.mails[1], "To", "a@example.org\nBcc: b@example.org"))
+    with pytest.raises(UserError, match=r"^refusing a To value with a line break \(header injection\)"):
+        check_headers(ms)
+    ms = _broken(lambda ms: _set(ms.mails[2], "Subject", "[PATCH v2 2/2] " + "x" * 990))
+    with pytest.raises(UserError, match=r"^0002-demo-two.patch: a Subject header line of 1014 characters is over "
+                                        r"the 998 that RFC 5322 allows"):
+        check_headers(ms)
+    ms = _broken(lambda ms: _set(ms.mails[2], "Subject", "[PATCH v2 2/2] " + "x" * 974))   # 998 exactly: fine
+    check_headers(ms)
+    ms = good()
+    ms.mails[1].as_bytes = lambda: b"From: a@x\rX: y\nSubject: s\n\nbody\r\n"  # type: ignore[method-assign]
+    with pytest.raises(UserError, match=r"^0001-demo-one.patch: a header carries CR$"):
+        check_headers(ms)

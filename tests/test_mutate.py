@@ -72,6 +72,13 @@ def test_functions_found_not_structs_macros_or_comments() -> None:
     assert C.split("\n")[f.last_line - 1] == "}"
 
 
+def test_by_name_gives_every_definition_of_an_ifdef_pair() -> None:
+    from series.mutate.cfuncs import by_name
+    text = "#ifdef CONFIG_A\nstatic void lock(int *a)\n{\n\tget(a);\n}\n#else\nstatic void lock(int *a)\n{\n\tput(a);\n}\n#endif\n"
+    assert [(f.name, f.first_line) for f in by_name(text, ["lock"])] == [("lock", 2), ("lock", 7)]
+    assert len(mutants_of("x.c", text, by_name(text, ["lock"]), ["delete-stmt"])) == 2
+
+
 def test_mask_blanks_comments_and_strings_keeps_offsets() -> None:
     m = mask(C)
     assert len(m) == len(C) and m.count("\n") == C.count("\n")
@@ -292,6 +299,14 @@ def test_run_page_shows_survivor_diffs(tmp_path: Path) -> None:
     page = to_html(results)
     assert "if (!(a &lt; b))" in page and "KILLEDDIFF" not in page and 'href="mutants.html"' in page
     assert "mutate" in to_junit(results)
+
+
+def test_cli_refuses_bad_options_before_any_work(workspace: Path) -> None:
+    from conftest import run_series
+    for args, msg in ((["--max", "0"], "--max"), (["--operators", "nope"], "unknown operator"),
+                      (["--functions", ","], "--functions")):
+        r = run_series("-C", str(workspace), "mutate", "st", *args)
+        assert r.rc == 1 and msg in r.err and "Traceback" not in r.err, (args, r.err)
 
 
 # -- e2e: a real kernel, two mutants ---------------------------------------------------

@@ -205,3 +205,31 @@ def test_watch_usage_errors(watched: tuple[Path, str, Path], tmp_path: Path) -> 
     assert r.rc == 1 and "go together" in r.err
     r = run_series("-C", str(ws), "watch", "--mirror", str(tmp_path / "nope"), "--once")
     assert r.rc == 1 and "not a directory" in r.err
+
+
+def test_watch_lore_searches_by_change_id_and_subjects(watched: tuple[Path, str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """--lore: liblore (b4's library) is asked for the stack's change-id or its
+    newest subjects, after its date; what the search returns is matched and
+    imported like a mirror's mailbox (a stand-in node here: no network)."""
+    import liblore
+
+    ws, tree, _mirror = watched
+    box = tmp_path / "found.mbox"
+    write_mbox(box, series_mails(2, version=2) + [patch_mail(1, 1, subject="net: unrelated fix", msgid="o1@x")])
+    asked: list[str] = []
+
+    class Node:
+        def get_mbox_by_query(self, q: str, **kw: object) -> bytes:
+            asked.append(q)
+            return box.read_bytes()
+
+    monkeypatch.setattr(liblore.LoreNode, "from_git_config", classmethod(lambda cls, url, **kw: Node()))
+    r = run_series("-C", str(ws), "watch", "--lore", "--once", "--stages", "apply", "--tree", tree, "--onto", "main",
+                   "-o", str(tmp_path / "runs"), "--json")
+    assert r.rc == 0, r.err
+    (q,) = asked
+    assert 'nq:"change-id: ' in q and 's:"demo: add helper number 1"' in q and "AND d:20240101.." in q
+    assert [(f["version"], f["matched_by"].split(" (")[0]) for f in r.json["found"]] == [(2, "subject lineage")]
+    assert r.json["runs"][0]["status"] == "pass"
+    assert [i["reason"] for i in r.json["ignored"]] == ["v1: matches no stack of the workspace"]

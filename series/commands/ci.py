@@ -1,4 +1,6 @@
 """series ci [STACK] [vN | --all] [--onto REF] [--tree NAME] [-o DIR] [--stages ...] [--rebuild] [--json]
+series ci [STACK] [vN] --emit github-actions|gitlab [-o FILE]     (series/report/pipelines.py)
+series ci --merge DIR... -o DIR                                  (series/pipeline/merge.py)
 
 One revision: every stage, one run directory.  `--all`: every revision of the
 stack, oldest first, one run directory each plus a summary; the build
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--tree", metavar="NAME", help="kernel tree (default: [ci] tree; a Debian one is made on first use)")
     p.add_argument("-o", "--output", type=Path, metavar="DIR",
                    help="run directory (default: $SERIES_CACHE/runs/...); with --all, DIR/v<N>/ per revision "
-                        "and DIR/summary.json")
+                        "and DIR/summary.json; with --emit, the pipeline file; with --merge, the merged run directory")
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of apply,checkpatch,hygiene,build,test,mail")
     p.add_argument("--suites", metavar="LIST", help="comma-separated test suites (default: [test] suites in series.toml)")
     p.add_argument("--top-only", action="store_true", help="build only the top of the revision, not each patch")

@@ -110,7 +110,8 @@ def _one(ws: "Workspace", p: "Posting", args: argparse.Namespace, stages: list[s
     from ..stacks.importer import import_mailbox
     say(f"new: {p.stack} v{p.version} in {p.source} ({p.why})")
     try:
-        reps = import_mailbox(ws, p.stack, p.source, revision=p.existing)
+        # only this posting of the mailbox (a search result or a loose mailbox may hold others)
+        reps = import_mailbox(ws, p.stack, p.source, revision=p.posted if p.existing in (None, p.posted) else None)
     except SeriesError as e:
         errors.append({"stack": p.stack, "source": str(p.source), "error": f"import: {e}",
                        "infra": isinstance(e, InfraError)})

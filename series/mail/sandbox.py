@@ -101,10 +101,12 @@ def render_untrusted(text: str, variables: dict[str, Any], where: str, *, time_l
         try:
             os.close(rfd)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            cpu = int(time_limit) + 1
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-            if limit_as > MEMORY_LIMIT:
-                resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+            # Soft limits, under whatever hard limits the process already has.
+            for which, want in ((resource.RLIMIT_CPU, int(time_limit) + 1),
+                                (resource.RLIMIT_AS, limit_as if limit_as > MEMORY_LIMIT else -1)):
+                soft, hard = resource.getrlimit(which)
+                if want > 0:
+                    resource.setrlimit(which, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
             result = _render_child(text, variables, max_output)
             payload = json.dumps(result).encode("utf-8", "surrogateescape")
             view = memoryview(payload)

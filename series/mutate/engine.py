@@ -215,7 +215,7 @@ def text_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], suit
         why = "; ".join(f"{s}: {'KILLED ' + ', '.join(v['why'][:2]) if v['killed'] else 'survived'}"
                         for s, v in r.get("suites", {}).items())
         lines.append(f"  {r['id']} {r['status']:8} {r['function']:28} {r['operator']:11} "
-                     f"{r.get('reason', '') or why}")
+                     f"{' '.join(str(r.get('reason', '')).split())[:120] or why}")
     if summary["survivors_by_function"]:
         lines.append("survivors by function:")
         lines += [f"  {fn}: {len(ids)}" for fn, ids in sorted(summary["survivors_by_function"].items())]
@@ -258,7 +258,7 @@ class Options:
     max: int | None = None
     seed: int = 0
     jobs: int | None = None
-    test_timeout_s: int = 90
+    test_timeout_s: int = 30
     boot_timeout_s: float = 420.0
     accel: str | None = None
     operators: tuple[str, ...] = OPERATORS
@@ -337,14 +337,27 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
     bad = [f"{n}: {b.reason}" for n, b in built.items() if b.status != "built"]
     if bad:
         raise StageFailed("suite(s) not built: " + "; ".join(bad))
+    # the suites as built: when they change (a new test), the survivors are run again;
+    # a kill or a skip stands (a kill by a test since removed is the one exception, and rare)
+    h = hashlib.sha256()
+    for name in suites:
+        for prog in sorted(built[name].programs, key=lambda p: p.name):
+            h.update(f"{name}/{prog.name}\0".encode() + prog.path.read_bytes())
+    digest_suites = h.hexdigest()[:16]
+    if state.baseline.get("suites_digest") not in (None, digest_suites):
+        again = [i for i, r in state.records.items() if r.get("status") in ("survived", "equivalent")]
+        for mid in again:
+            del state.records[mid]
+        state.baseline = {}
+        say(f"the suites changed since the last run: {len(again)} survivor(s) run again")
 
     # the unmutated kernel: its objects and, per suite, what passes on it
     base_bz = run.path("bzImage.base")
     shutil.copy2(sb.bzimage, base_bz)
     digest = hashlib.sha256(base_bz.read_bytes()).hexdigest()
     accel = opts.accel
-    if state.baseline.get("bzimage") != digest:
-        state.baseline = {"bzimage": digest, "suites": {}}
+    if state.baseline.get("bzimage") != digest or state.baseline.get("suites_digest") != digest_suites:
+        state.baseline = {"bzimage": digest, "suites_digest": digest_suites, "suites": {}}
     for s in suites:
         if s in state.baseline["suites"]:
             continue
@@ -359,7 +372,14 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
                                        "fail": sorted(t.name for t in br.tests if t.status == "fail"),
                                        "boot_s": round(br.stage.duration_s, 1)}
         save()
-    base_objs: dict[str, str | None] = {t.file: objdump(bd.obj / (t.file[:-2] + ".o")) for t in targets}
+    # the unmutated objects, compiled now (an interrupted run may have left a mutant's in obj/)
+    base_objs: dict[str, str | None] = {}
+    for t in targets:
+        step = build_kernel(bd.src, bd.obj, log=run.path("object-" + t.file.replace("/", "-") + ".log"),
+                            jobs=opts.jobs, target=t.file[:-2] + ".o", tc=bd.toolchain)
+        if not step.ok:
+            raise StageFailed(f"the unmutated {t.file} does not compile: {'; '.join(step.error_lines[:2])}")
+        base_objs[t.file] = objdump(bd.obj / (t.file[:-2] + ".o"))
 
     try:
         for i, m in enumerate(chosen, 1):
@@ -396,9 +416,11 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
             if "status" not in rec:
                 rec["suites"] = {}
                 for s in suites:
+                    # a mutant that hangs a test costs its whole boot: bound the boot by the
+                    # baseline's (x6, at least 60 s), within --boot-timeout; the guest timing out is a kill
+                    limit = min(opts.boot_timeout_s, max(60.0, 6 * float(state.baseline["suites"][s]["boot_s"])))
                     br = boot_and_test(logs / "bzImage", [built[s]], work_dir=_fresh(logs / s), cache=run.ws.cache,
-                                       accel=accel, test_timeout_s=opts.test_timeout_s,
-                                       boot_timeout_s=opts.boot_timeout_s)
+                                       accel=accel, test_timeout_s=opts.test_timeout_s, boot_timeout_s=limit)
                     accel = br.accel
                     v = judge(br, s, state.baseline["suites"][s]["pass"])
                     rec["suites"][s] = {**v.to_json(), "log": str(br.log)}

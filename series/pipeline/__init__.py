@@ -58,6 +58,9 @@ def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str
     held.enter_context(exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"))
     try:
         run = _prepare(ws, command, name, revision, opts, stages=stages, out=out, say=say)
+        # A run killed in its first stage leaves a readable results.json too
+        # (finished: null), as one killed later does.
+        run.write()
     except BaseException:
         held.close()
         raise

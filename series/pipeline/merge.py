@@ -60,7 +60,8 @@ def _rewrite(v: Any, old: str, new: str) -> Any:
 
 def _agree(shards: list[dict[str, Any]], dirs: list[Path]) -> None:
     for key in IDENTITY:
-        seen = {json.dumps(s.get(key)) for s in shards}
+        # a shard without a tree (hygiene alone) agrees with any
+        seen = {json.dumps(s.get(key)) for s in shards if not (key == "tree" and s.get(key) is None)}
         if len(seen) > 1:
             raise UserError(f"the shards are not of one run: {key} differs ("
                             + ", ".join(f"{d}: {s.get(key)}" for d, s in zip(dirs, shards)) + ")")
@@ -167,6 +168,7 @@ def merge_runs(ws: "Workspace", dirs: list[Path], out: Path, say: "Say | None" =
     stored = {**first, "selected": selected,
               "started": min(str(s.get("started") or "") for s in moved) or first.get("started"),
               "base_commit": next((s["base_commit"] for s in moved if s.get("base_commit")), None),
+              "tree": next((s["tree"] for s in moved if s.get("tree")), None),
               "reproduce": "; ".join(dict.fromkeys(str(s.get("reproduce") or "") for s in moved))}
     run = Run.from_results(ws, stored, stages, out=out, say=say)
     run.write()

@@ -133,8 +133,7 @@ def gitlab(spec: PipelineSpec) -> dict[str, Any]:
     return {
         "variables": variables,
         "stages": ["build", "test", "merge"],
-        "default": {"image": "debian:bookworm", "before_script": ["apt-get update -q && apt-get install -y -q sudo",
-                                                                  "tools/setup", _FETCH]},
+        "default": {"image": "debian:bookworm", "before_script": ["tools/setup", _FETCH]},
         "checks": {"stage": "build", "script": [_ci(CHECK_STAGES, "shards/checks")],
                    "artifacts": artifacts("shards/checks")},
         "build": {"stage": "build", "parallel": {"matrix": [{"PATCH": [str(p) for p in spec.patches]}]},
@@ -164,6 +163,8 @@ def _scalar(v: Any) -> str:
     s = str(v)
     if _PLAIN.match(s) and s.lower() not in _RESERVED and not re.fullmatch(r"[\d.]+", s) and not s.endswith(" "):
         return s
+    if '"' in s and "'" not in s and "\n" not in s:
+        return f"'{s}'"          # a command line reads better without escapes
     return json.dumps(s)
 
 
@@ -179,8 +180,8 @@ def to_yaml(v: Any, indent: int = 0) -> str:
             if isinstance(x, (dict, list)) and x:
                 lines.append(f"{pad}{_key(k)}:")
                 lines.append(to_yaml(x, indent + 2))
-            elif isinstance(x, str) and "\n" in x:
-                lines.append(f"{pad}{_key(k)}: |")
+            elif isinstance(x, str) and ("\n" in x or '"' in x) and x == x.strip():
+                lines.append(f"{pad}{_key(k)}: |-")
                 lines += [f"{pad}  {ln}" for ln in x.splitlines()]
             else:
                 lines.append(f"{pad}{_key(k)}: {_empty(x) if isinstance(x, (dict, list)) else _scalar(x)}")

@@ -270,7 +270,7 @@ def revisions_from_manifest(data: dict[str, Any], path: Path) -> list[Revision]:
         raise UserError(f"{path}: malformed revision entry: revisions must be a list of tables, not {revs_raw!r}")
     try:
         revs = [Revision.from_toml(r) for r in revs_raw]
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
         raise UserError(f"{path}: malformed revision entry: {e}") from None
     seen: set[int] = set()
     for r in revs:

@@ -59,7 +59,7 @@ def load_stack(ws: Workspace, name: str) -> Stack:
         rec_path = stack.rev_dir(rev.version) / IMPORT_FILE
         try:
             attach_import(stack, rev)
-        except (KeyError, ValueError, TypeError, AttributeError) as e:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
             raise UserError(f"{rec_path}: malformed import record: {e}") from None
     stack.revisions.sort(key=lambda r: r.version)
     return stack

@@ -178,20 +178,27 @@ def _run_logged(cmd: list[str], *, cwd: Path, log: Path, progress: Progress | No
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
+        from ..proc import die_with_parent, stop
         try:
+            # Its own process group, dying with series: an interrupted or killed
+            # run leaves no make writing into the build directory (series/proc.py).
             proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                    env={**os.environ, **(env or {})})
+                                    env={**os.environ, **(env or {})}, start_new_session=True,
+                                    preexec_fn=die_with_parent)
         except OSError as e:
             raise InfraError(f"cannot run {cmd[0]}: {e}") from None
         assert proc.stdout is not None
-        for ln in proc.stdout:
-            f.write(ln)
-            f.flush()
-            lines.append(ln)
-            if progress:
-                progress(ln.rstrip("\n"))
-        rc = proc.wait()
+        try:
+            for ln in proc.stdout:
+                f.write(ln)
+                f.flush()
+                lines.append(ln)
+                if progress:
+                    progress(ln.rstrip("\n"))
+            rc = proc.wait()
+        finally:
+            stop(proc, group=True)
     return rc, "".join(lines)
 
 

@@ -101,8 +101,9 @@ def run_guest(bzimage: Path, initramfs: Path, append: str, *, accel: str, timeou
     start = time.monotonic()
     with open(log, "wb") as logf:
         try:
+            from ..proc import die_with_parent
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=die_with_parent)
         except OSError as e:
             raise InfraError(f"cannot start {cmd[0]}: {e}") from None
         assert proc.stdout is not None
