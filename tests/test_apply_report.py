@@ -214,9 +214,65 @@ def test_already_present_says_which_rule(tmp_path: Path) -> None:
     g = Git(wt)
     (wt / "a.c").write_text(_text(A_AFTER))                      # the result: reverse-applies
     assert ap.already_present(g, wt, diff, patch.text_files) == "reverse-applies"
+    assert (wt / "a.c").read_text() == _text(A_AFTER)            # only checked, never applied
     merged = list(A_AFTER)
     merged[5] = "line 6 changed upstream too"                    # a context line differs
     (wt / "a.c").write_text(_text(merged))
     assert ap.already_present(g, wt, diff, patch.text_files) == "all added lines present"
     (wt / "a.c").write_text(_text(LINES))                         # the base
     assert ap.already_present(g, wt, diff, patch.text_files) is None
+
+
+class _F:                                     # what hunk_report reads of a file: .path, len(.hunks)
+    def __init__(self, path: str, n: int) -> None:
+        self.path, self.hunks = path, (None,) * n
+
+
+@pytest.mark.parametrize("hunks, lines, want", [
+    (2, ["checking file f", "Hunk #1 FAILED at 3.", "Hunk #2 FAILED at 9.", "2 out of 2 hunks FAILED"], (2, 0, 0, 0, 2)),
+    (2, ["checking file f", "Hunk #1 succeeded at 3 with fuzz 1.", "Hunk #2 succeeded at 9 with fuzz 2."], (2, 0, 0, 2, 0)),
+    (2, ["checking file f", "Hunk #1 succeeded at 3.", "Hunk #2 succeeded at 12 (offset 3 lines)."], (2, 1, 1, 0, 0)),
+    # `ignored` hunks alone (no summary line): rejected
+    (2, ["checking file f", "Hunk #1 ignored at 3.", "Hunk #2 succeeded at 9."], (2, 1, 0, 0, 1)),
+    # more outcome lines than the diff has hunks: no hunk counted twice
+    (1, ["checking file f", "Hunk #1 FAILED at 3.", "Hunk #2 succeeded at 9 with fuzz 1."], (1, 0, 0, 0, 1)),
+    (2, ["checking file f", "Hunk #1 succeeded at 3 with fuzz 1.", "Hunk #2 succeeded at 9 (offset 1 line).",
+         "Hunk #3 succeeded at 12 (offset 1 line)."], (2, 0, 1, 1, 0)),
+    (2, ["checking file f", "Hunk #1 FAILED at 3.", "Hunk #2 succeeded at 9 (offset 1 line).",
+         "Hunk #3 succeeded at 12 (offset 1 line)."], (2, 0, 1, 0, 1)),
+])
+def test_hunk_report_counts(hunks: int, lines: list[str], want: tuple) -> None:
+    (rep,) = ap.hunk_report([_F("f", hunks)], "\n".join(lines) + "\n")  # type: ignore[list-item]
+    assert (rep.hunks, rep.clean, rep.offset, rep.fuzz, rep.rejected) == want
+    assert rep.note is None
+
+
+@pytest.mark.parametrize("lines", [
+    ["can't find file to patch at input line 5"],
+    ["patching file f", "2 out of 2 hunks ignored"],
+    ["checking file f", "1 out of 2 hunk ignored"],
+])
+def test_hunk_report_file_not_in_the_base(lines: list[str]) -> None:
+    (rep,) = ap.hunk_report([_F("f", 2)], "\n".join(lines) + "\n")  # type: ignore[list-item]
+    assert (rep.hunks, rep.clean, rep.offset, rep.fuzz, rep.rejected, rep.note) == (2, 0, 0, 0, 2, "file not in the base")
+
+
+def test_added_lines_present_more_cases(tmp_path: Path) -> None:
+    indented = ["int f(void)", "{", "\treturn 1;", "}"]
+    after = indented[:2] + ["\tint x = 2;"] + indented[2:]
+    d = tmp_path / "ind"
+    d.mkdir()
+    assert _present(d, {"a.c": _text(indented)}, {"a.c": _text(after)}, {"a.c": _text(after)}) is True
+    # a deleted file that is gone, then a file whose change is not there: not present
+    d = tmp_path / "del"
+    d.mkdir()
+    assert _present(d, {"gone.c": "x\n", "b.c": _text(LINES)}, {"gone.c": None, "b.c": _text(A_AFTER)},
+                    {"b.c": _text(LINES)}) is False
+    # a file that is not UTF-8 is read anyway
+    d = tmp_path / "bin"
+    d.mkdir()
+    patch = make_patch(d, {"a.c": _text(LINES)}, {"a.c": _text(A_AFTER)})
+    root = d / "wt"
+    root.mkdir()
+    (root / "a.c").write_bytes(b"\xff\xfe\n" + _text(A_AFTER).encode())
+    assert ap.added_lines_present(root, patch.text_files) is True

@@ -15,9 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 from mailfactory import series_mails, write_mbox
 from safety import MEMORY_CAP, SmallStack, cache_problems, held_locks, small_stack, store_state
+
+pytestmark = pytest.mark.slow
 
 
 def _capped() -> None:

@@ -99,3 +99,8 @@ def test_no_init() -> None:
 def test_problem_to_dict() -> None:
     assert con.Problem("oops", "x", 3).to_dict() == {"kind": "oops", "excerpt": "x", "line": 3}
     assert con.Problem("timeout", "y").to_dict() == {"kind": "timeout", "excerpt": "y", "line": 0}
+
+
+def test_excerpt_keeps_its_last_character() -> None:
+    text = OK + "Oops: 1\n  at fooX\nSERIES-DONE\n"
+    assert got(text) == [("oops", 2, "Oops: 1\n  at fooX")]

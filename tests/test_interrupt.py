@@ -30,6 +30,8 @@ from conftest import REPO, git, repo_state
 from mailfactory import patch_mail, series_mails, write_mbox
 from safety import MEMORY_CAP, SmallStack, cache_problems, held_locks, small_stack, store_state
 
+pytestmark = pytest.mark.slow
+
 SIGNALS = [signal.SIGINT, signal.SIGKILL]
 FRACTIONS = (0.2, 0.65)
 

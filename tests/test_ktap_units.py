@@ -156,3 +156,18 @@ def test_uffd_unit_without_a_result() -> None:
     p = parse_uffd_unit(f"Testing a on anon... \n{long}\n")
     assert p.cases[0].reason == f"no result printed (last output: {'x' * 200})"
     assert p.cases[0].end == len(f"Testing a on anon... \n{long}\n")
+
+
+def test_uffd_unit_case_offsets_after_the_first() -> None:
+    text = "noise\nTesting a on anon... done\nTesting b on shmem... done\n"
+    p = parse_uffd_unit(text)
+    assert spans(text, p.cases) == [("uffd-unit-tests/a/anon", "pass", "", "Testing a on anon... done"),
+                                    ("uffd-unit-tests/b/shmem", "pass", "", "Testing b on shmem... done")]
+
+
+def test_uffd_unit_summary_right_after_a_start() -> None:
+    """The summary printed where the outcome should be: the case spans to the end and says so."""
+    text = "Testing a on anon... Userfaults unit tests: pass=0, skip=0, fail=0 (total=1)\n"
+    (c,) = parse_uffd_unit(text).cases
+    assert (c.status, c.end) == ("fail", len(text))
+    assert c.reason == "no result printed (last output: Userfaults unit tests: pass=0, skip=0, fail=0 (total=1))"

@@ -289,3 +289,135 @@ def test_memo_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         lin.pair_revisions(revs[0], r)
     assert len(lin._PAIRS) == 2
     lin._PAIRS.clear()
+
+
+def _lines(tag: str, n: int, *, common: str = "+\t}") -> str:
+    """n changed lines, every other one the same popular line."""
+    return "".join(f"+\t{tag}_{k}();\n" if k % 2 else f"{common}\n" for k in range(n))
+
+
+def test_long_diffs_and_messages_have_no_junk_heuristic(tmp_path: Path) -> None:
+    """difflib's autojunk would drop lines that fill over 1% of a 200+ line
+    sequence (`}`, `the`): two near-identical long patches stay near 1.0."""
+    hdr = "diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,0 +1,300 @@\n"
+    a = parsed(tmp_path, "a", MSG, hdr + _lines("x", 300))
+    b = parsed(tmp_path, "b", MSG, hdr + _lines("x", 300).replace("x_299()", "y_299()"))
+    assert lin.similarity(a, b) > 0.99
+    words = " ".join(["the"] * 150 + [f"w{k}" for k in range(150)])
+    c = parsed(tmp_path, "c", words, hdr + _lines("x", 300))
+    d = parsed(tmp_path, "d", words.replace("w149", "v149"), hdr + _lines("x", 300))
+    assert lin.similarity(c, d) > 0.999
+
+
+def test_best_pair_first_when_patches_compete(tmp_path: Path) -> None:
+    """One old patch close to two new ones: the closer wins; the next pair is still made."""
+    base = "".join(f"+\tp_{k}();\n" for k in range(10))
+    mk = lambda lines: f"diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,0 +1,10 @@\n{lines}"  # noqa: E731
+    near = base.replace("p_9()", "q_9()")
+    far = base.replace("p_5()", "q_5()").replace("p_6()", "q_6()").replace("p_7()", "q_7()").replace("p_8()", "q_8()")
+    other = "".join(f"+\tr_{k}();\n" for k in range(10))
+    other2 = other.replace("r_0()", "s_0()").replace("r_1()", "s_1()").replace("r_2()", "s_2()")
+    old = rev(tmp_path, 1, [(1, "p", MSG, mk(base)), (2, "r", MSG, mk(other))])
+    new = rev(tmp_path, 2, [(1, "far", MSG, mk(far)), (2, "near", MSG, mk(near)), (3, "r2", MSG, mk(other2))])
+    pairs = lin.pair_revisions(old, new)
+    assert [(p.old, p.new, p.status) for p in pairs] == [(None, 1, "added"), (1, 2, "changed"), (2, 3, "changed")]
+    sims = {(p.old, p.new): p.similarity for p in pairs}
+    assert sims[(1, 2)] > sims[(2, 3)]
+
+
+def test_memo_computes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = rev(tmp_path, 1, [(1, "a", MSG, diff("mm/a.c", "memo"))])
+    new = rev(tmp_path, 2, [(1, "a", MSG, diff("mm/a.c", "memo"))])
+    lin._PAIRS.clear()
+    calls = []
+    real = lin._pair_revisions
+    monkeypatch.setattr(lin, "_pair_revisions", lambda o, n: calls.append(1) or real(o, n))
+    first = lin.pair_revisions(old, new)
+    second = lin.pair_revisions(old, new)
+    assert len(calls) == 1 and first == second and first[0] is not second[0]
+    lin._PAIRS.clear()
+
+
+def test_structural_pairing_uses_the_anchors(tmp_path: Path) -> None:
+    """old 1..4 all imported; new 1 and 3 not imported, new 2 = old 1, new 4 = old 4.
+    old 2 lies between anchors (1,2) and (4,4): it goes to new 3, though its subject is
+    new 1's; old 3 then takes new 1, the one left."""
+    specs1 = [(1, "one", MSG, diff("mm/f1.c", "t1")), (2, "same subject", MSG, diff("mm/f2.c", "t2")),
+              (3, "three", MSG, diff("mm/f3.c", "t3")), (4, "four", MSG, diff("mm/f4.c", "t4"))]
+    specs2 = [(1, "same subject", MSG, None), (2, "one", MSG, diff("mm/f1.c", "t1")), (3, "zzz", MSG, None),
+              (4, "four", MSG, diff("mm/f4.c", "t4"))]
+    pairs = lin.pair_revisions(rev(tmp_path, 1, specs1), rev(tmp_path, 2, specs2, expected=4))
+    assert [(p.old, p.new, p.status) for p in pairs] == [(3, 1, "missing"), (1, 2, "changed"), (2, 3, "missing"),
+                                                         (4, 4, "changed")]
+
+
+def test_structural_pairing_before_the_first_anchor(tmp_path: Path) -> None:
+    """old 1 free, no anchor before it: both new 1 and 2 (missing) are candidates; the subject decides."""
+    specs1 = [(1, "alpha", MSG, diff("mm/f1.c", "t1")), (2, "beta", MSG, None), (3, "c", MSG, diff("mm/f3.c", "t3"))]
+    specs2 = [(1, "alpha", MSG, None), (2, "beta", MSG, None), (3, "c", MSG, diff("mm/f3.c", "t3"))]
+    pairs = lin.pair_revisions(rev(tmp_path, 1, specs1, expected=3), rev(tmp_path, 2, specs2, expected=3))
+    assert [(p.old, p.new, p.status) for p in pairs] == [(1, 1, "missing"), (2, 2, "missing"), (3, 3, "changed")]
+
+
+def test_a_slot_without_candidates_does_not_stop_the_others(tmp_path: Path) -> None:
+    # old 1 imported and unmatched, nothing missing on the new side: no candidate, removed;
+    # old 2, not imported, after it: still paired (with new 2, which is new).
+    specs1 = [(1, "gone", "zz", diff("fs/x.c", "xx")), (2, "b", MSG, None), (3, "c", MSG, diff("mm/f3.c", "t3"))]
+    specs2 = [(1, "c", MSG, diff("mm/f3.c", "t3")), (2, "new", "qq", diff("fs/y.c", "yy"))]
+    pairs = lin.pair_revisions(rev(tmp_path, 1, specs1, expected=3), rev(tmp_path, 2, specs2, expected=2))
+    assert [(p.old, p.new, p.status, p.old_subject, p.new_subject, p.similarity) for p in pairs] == [
+        (3, 1, "changed", "c", "c", 1.0), (1, None, "removed", "gone", "", 0.0), (2, 2, "missing", "b", "new", 0.0)]
+
+
+def test_slots_without_an_entry_have_empty_subjects(tmp_path: Path) -> None:
+    """Slots of a revision that no patch entry describes (never posted): no subject."""
+    old = rev(tmp_path, 1, [(1, "a", MSG, diff("mm/f1.c", "t1"))], expected=3)       # 2, 3: no entry
+    new = rev(tmp_path, 2, [(1, "a", MSG, diff("mm/f1.c", "t1"))], expected=1)
+    pairs = lin.pair_revisions(old, new)
+    assert [(p.old, p.new, p.status, p.old_subject, p.new_subject) for p in pairs] == [
+        (1, 1, "changed", "a", "a"), (2, None, "missing", "", ""), (3, None, "missing", "", "")]
+    x = sub(tmp_path, "x")
+    pairs = lin.pair_revisions(rev(x, 1, [(1, "a", MSG, diff("mm/f1.c", "t1"))], expected=1),
+                               rev(x, 2, [(1, "a", MSG, diff("mm/f1.c", "t1"))], expected=2))
+    assert [(p.old, p.new, p.status, p.old_subject, p.new_subject) for p in pairs] == [
+        (1, 1, "changed", "a", "a"), (None, 2, "missing", "", "")]
+
+
+def test_a_far_slot_is_still_a_candidate(tmp_path: Path) -> None:
+    """A new revision of 95 slots, most never posted: old 2 (not imported) may pair with slot 95."""
+    old = rev(tmp_path, 1, [(1, "a", MSG, diff("mm/f1.c", "t1")), (2, "the far one", MSG, None)], expected=2)
+    new = rev(tmp_path, 2, [(1, "a", MSG, diff("mm/f1.c", "t1")), (3, "zz", MSG, None),
+                            (95, "the far one", MSG, None)], expected=95)
+    pairs = lin.pair_revisions(old, new)
+    assert (2, 95, "missing") in [(p.old, p.new, p.status) for p in pairs]
+
+
+def test_range_diff_text_exactly(tmp_path: Path) -> None:
+    msg_a = "Subject line\n\nFirst.\nLast line a."
+    msg_b = "Subject line\n\nFirst.\nLast line b."
+    mk = lambda lines: f"diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1,0 +1,6 @@\n{lines}"  # noqa: E731
+    la = "".join(f"+l{k}\n" for k in range(6))
+    lb = la.replace("+l5", "+L5")
+    old = rev(tmp_path, 1, [(1, "s", msg_a, mk(la)), (2, "t", MSG, None)], expected=2)
+    new = rev(tmp_path, 2, [(1, "s", msg_b, mk(lb)), (2, "t", MSG, None)], expected=2)
+    pairs = lin.pair_revisions(old, new)
+    assert [(p.old, p.new, p.status) for p in pairs] == [(1, 1, "changed"), (2, 2, "missing")]
+    sim = pairs[0].similarity
+    text = lin.range_diff_text(old, new, pairs)
+    assert text.splitlines() == [
+        f"1:  ! 1:  s ({sim:.0%})",                      # no patch-id known: none shown
+        "    @@ -2,5 +2,5 @@",
+        "     ",
+        "     First.",
+        "    -Last line a.",
+        "    +Last line b.",
+        "     ---",
+        "     diff --git a/f.c b/f.c",
+        "    @@ -13,3 +13,3 @@",
+        "     +l3",
+        "     +l4",
+        "    -+l5",
+        "    ++L5",
+        "",
+        "2: -------- ? 2: -------- t (not imported: cannot compare)",
+    ]

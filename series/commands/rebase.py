@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..fsutil import exclusive_lock
     from ..stacks.model import parse_version
+    from ..stacks.store import stack_write_lock
     from ..stages import rebase as rb
     ws = ctx.ws
     if args.cont or args.abort:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if args.from_version or args.tree:
             raise UserError("--from/--tree do not go with --continue/--abort (the stopped rebase knows them)")
         st = args.stack or rb.find_state(ws, None)["stack"]
-        with exclusive_lock(ws.cache.stack_lock(st), f"stack {st}"):
+        with stack_write_lock(ws, st):
             if args.abort:
                 msg = rb.abort(ws, st)
                 ctx.emit({"stack": st, "aborted": True, "message": msg}, msg)
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if not args.stack or not args.ref:
             raise UserError("usage: series rebase [STACK] REF [--from vN] (or --continue / --abort)")
         frm = parse_version(args.from_version) if args.from_version else None
-        with exclusive_lock(ws.cache.stack_lock(args.stack), f"stack {args.stack}"):
+        with stack_write_lock(ws, args.stack):
             edit = respin.find_edit(ws, args.stack)
             if edit is not None:
                 # An edit is open: its branch moves (cover and patches), nothing is recorded yet.

@@ -28,6 +28,7 @@ from typing import Any
 
 import tomli_w
 
+from ..stacks import revdir
 from ..errors import UserError
 from ..fsutil import atomic_write_json
 from ..git import Git, Worktree
@@ -289,9 +290,7 @@ def _record(ws: Workspace, stack: Stack, rev: Revision, tree: Tree, g: Git, stat
     dest = stack.rev_dir(new_v)
     if dest.exists():
         raise UserError(f"{dest} already exists; not overwriting it")
-    tmp = stack.dir / f".v{new_v}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = revdir.make_tmp(stack.dir, new_v)   # a killed run's leftover is removed by the next writer
     try:
         commits = g.run("rev-list", "--reverse", f"{base}..HEAD").split()
         g.run("format-patch", "--quiet", "--no-signature", "--zero-commit", f"--subject-prefix=PATCH v{new_v}",
