@@ -84,7 +84,8 @@ def pytest_make_collect_report(collector: pytest.Collector):  # noqa: ANN201
 # An audit hook refuses, while a test that is not marked integration, e2e or native
 # runs, to open anything under ../shared or a Debian kernel tarball, or to start a
 # process naming one: such a test would pass here and vanish (or fail) elsewhere.
-_GUARDED = (str(SHARED_LORE.parent), "/usr/src/linux-source")
+# ../shared both as named and resolved (it may be a symlink to elsewhere)
+_GUARDED = tuple(dict.fromkeys((str(SHARED_LORE.parent), str(REPO.parent / "shared"), "/usr/src/linux-source")))
 _guard_on = False
 
 
