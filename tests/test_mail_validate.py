@@ -172,3 +172,60 @@ def test_check_headers() -> None:
     ms.mails[1].as_bytes = lambda: b"From: a@x\rX: y\nSubject: s\n\nbody\r\n"  # type: ignore[method-assign]
     with pytest.raises(UserError, match=r"^0001-demo-one.patch: a header carries CR$"):
         check_headers(ms)
+
+
+def test_every_bad_message_id_is_named() -> None:
+    ms = _broken(lambda ms: (_set(ms.mails[1], "Message-ID", "<x>"), _set(ms.mails[2], "Message-ID", "<y>")))
+    probs = thread_problems(ms)
+    assert "0001-demo-one.patch: Message-ID '<x>' is not one <id@domain>" in probs
+    assert "0002-demo-two.patch: Message-ID '<y>' is not one <id@domain>" in probs
+
+
+def test_mbox_keeps_trailing_characters() -> None:
+    ms = good()
+    ms.mails[1].body = ms.mails[1].body + "ends with X"
+    ms.mails[2].body = ms.mails[2].body + "ends with a space \n"
+    assert mbox_problems(ms) == []
+
+
+def test_b4_with_a_patch_numbered_past_the_total() -> None:
+    ms = _broken(lambda ms: _set(ms.mails[2], "Subject", "[PATCH v2 3/2] demo: two"))
+    probs = b4_problems(ms)
+    assert "message 3 of the mbox is v2 3/3 ('[PATCH v2 3/2] demo: two'), expected v2 2/2" in probs
+    assert "b4 misses 2/2" in probs
+
+
+def test_check_headers_reads_only_the_header() -> None:
+    from series.errors import UserError
+    from series.mail.validate import check_headers
+    ms = good()
+    ms.mails[1].body = "x" * 1200 + "\n\nA long line in the body is not a header.\n\n" + ms.mails[1].body
+    check_headers(ms)
+    ms = good()
+    ms.mails[1].body = "a CR\r in the body\n\n" + ms.mails[1].body
+    check_headers(ms)
+    ms = _broken(lambda ms: _set(ms.mails[2], "Subject", "[PATCH v2 2/2] a: " + "x" * 972))   # 999 characters
+    with pytest.raises(UserError, match=r"^0002-demo-two.patch: a Subject header line of 999 characters"):
+        check_headers(ms)
+    name = "X-" + "N" * 45
+    ms = _broken(lambda ms: ms.mails[1].headers.append((name, "v" * 990)))
+    with pytest.raises(UserError, match=rf"^0001-demo-one.patch: a {name[:40]} header line of 1039 characters"):
+        check_headers(ms)
+    ms = _broken(lambda ms: ms.mails[1].headers.append(("X-Tést", "v" * 990)))
+    with pytest.raises(UserError, match=r"^0001-demo-one.patch: a X-T\ufffd\ufffdst header line of 999 characters"):
+        check_headers(ms)
+
+
+def test_refuse_conflicts_messages() -> None:
+    from series.errors import UserError
+    from series.mail.validate import refuse_conflicts
+    refuse_conflicts("demo", 2, Applied(ok=True))
+    one = Applied(ok=False, failed=[(2, "demo: two", "error: patch failed: f2.c:1")])
+    with pytest.raises(UserError) as e:
+        refuse_conflicts("demo", 2, one)
+    assert str(e.value) == ('demo v2 cannot be mailed: patch 2 "demo: two" does not apply to its base '
+                            "(error: patch failed: f2.c:1)")
+    two = Applied(ok=False, failed=[(1, "demo: one", "why 1"), (2, "demo: two", "why 2")])
+    with pytest.raises(UserError) as e:
+        refuse_conflicts("demo", 2, two)
+    assert str(e.value) == 'demo v2 cannot be mailed: patches 1 "demo: one", 2 "demo: two" do not apply to its base (why 1)'
