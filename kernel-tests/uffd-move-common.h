@@ -245,6 +245,31 @@ uint64_t read_fault(int fd, int ms);
 	TH_LOG("cannot open userfaultfd with UFFD_FEATURE_MOVE: %s", strerror(-(fd)))
 
 /*
+ * The fixture most programs share (in FIXTURE_SETUP/TEARDOWN, where `self`
+ * has `uffd`, `src` and `dst`): `npages` source pages and `npages`
+ * destination pages, the destination registered MISSING on a userfaultfd with
+ * UFFD_FEATURE_MOVE.  The source is left empty; a program fills it as it needs.
+ */
+#define MOVE_PAIR_SETUP(npages) do {						\
+	self->uffd = uffd_move_fd();						\
+	ASSERT_UFFD(self->uffd);						\
+	self->src = map_anon((npages) * ps);					\
+	self->dst = map_anon((npages) * ps);					\
+	ASSERT_MAPPED(self->src);						\
+	ASSERT_MAPPED(self->dst);						\
+	ASSERT_REGISTER(self->uffd, self->dst, (npages) * ps);			\
+} while (0)
+
+#define MOVE_PAIR_TEARDOWN(npages) do {					\
+	if (self->uffd >= 0)							\
+		close(self->uffd);						\
+	if (self->src)								\
+		munmap(self->src, (npages) * ps);				\
+	if (self->dst)								\
+		munmap(self->dst, (npages) * ps);				\
+} while (0)
+
+/*
  * Map a 2 MiB-aligned MADV_HUGEPAGE region and fault a THP in it: 0, or -1
  * after SKIP() (the caller returns).
  */

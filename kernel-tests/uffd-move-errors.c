@@ -116,24 +116,13 @@ FIXTURE_VARIANT_ADD(errors, allow_src_holes) {
 
 FIXTURE_SETUP(errors)
 {
-	self->uffd = uffd_move_fd();
-	ASSERT_UFFD(self->uffd);
-	self->src = map_anon(NPAGES * ps);
-	self->dst = map_anon(NPAGES * ps);
-	ASSERT_MAPPED(self->src);
-	ASSERT_MAPPED(self->dst);
+	MOVE_PAIR_SETUP(NPAGES);
 	fill(self->src, NPAGES, SEED);
-	ASSERT_REGISTER(self->uffd, self->dst, NPAGES * ps);
 }
 
 FIXTURE_TEARDOWN(errors)
 {
-	if (self->uffd >= 0)
-		close(self->uffd);
-	if (self->src)
-		munmap(self->src, NPAGES * ps);
-	if (self->dst)
-		munmap(self->dst, NPAGES * ps);
+	MOVE_PAIR_TEARDOWN(NPAGES);
 }
 
 /* [man] EINVAL: dst, src or len not a multiple of the page size, len == 0. */

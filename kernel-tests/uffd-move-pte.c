@@ -31,23 +31,12 @@ FIXTURE(pte) {
 
 FIXTURE_SETUP(pte)
 {
-	self->uffd = uffd_move_fd();
-	ASSERT_UFFD(self->uffd);
-	self->src = map_anon(NPAGES * ps);
-	self->dst = map_anon(NPAGES * ps);
-	ASSERT_MAPPED(self->src);
-	ASSERT_MAPPED(self->dst);
-	ASSERT_REGISTER(self->uffd, self->dst, NPAGES * ps);
+	MOVE_PAIR_SETUP(NPAGES);
 }
 
 FIXTURE_TEARDOWN(pte)
 {
-	if (self->uffd >= 0)
-		close(self->uffd);
-	if (self->src)
-		munmap(self->src, NPAGES * ps);
-	if (self->dst)
-		munmap(self->dst, NPAGES * ps);
+	MOVE_PAIR_TEARDOWN(NPAGES);
 }
 
 /*

@@ -26,14 +26,8 @@ FIXTURE(races) {
 
 FIXTURE_SETUP(races)
 {
-	self->uffd = uffd_move_fd();
-	ASSERT_UFFD(self->uffd);
-	self->src = map_anon(RACE_PAGES * ps);
-	self->dst = map_anon(RACE_PAGES * ps);
-	ASSERT_MAPPED(self->src);
-	ASSERT_MAPPED(self->dst);
+	MOVE_PAIR_SETUP(RACE_PAGES);
 	fill(self->src, RACE_PAGES, SEED);
-	ASSERT_REGISTER(self->uffd, self->dst, RACE_PAGES * ps);
 }
 
 FIXTURE_TEARDOWN(races)

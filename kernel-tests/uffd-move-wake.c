@@ -26,13 +26,7 @@ FIXTURE(wake) {
 
 FIXTURE_SETUP(wake)
 {
-	self->uffd = uffd_move_fd();
-	ASSERT_UFFD(self->uffd);
-	self->src = map_anon(NPAGES * ps);
-	self->dst = map_anon(NPAGES * ps);
-	ASSERT_MAPPED(self->src);
-	ASSERT_MAPPED(self->dst);
-	ASSERT_REGISTER(self->uffd, self->dst, NPAGES * ps);
+	MOVE_PAIR_SETUP(NPAGES);
 }
 
 FIXTURE_TEARDOWN(wake)
