@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import http.server
+import re
+import urllib.parse
 import gzip
 import mailbox
 from email.message import EmailMessage
@@ -92,3 +95,32 @@ def write_maildir(path: Path, msgs: list[EmailMessage]) -> Path:
     for m in msgs:
         md.add(m)
     return path
+
+
+class LoreHandler(http.server.BaseHTTPRequestHandler):
+    """A local stand-in for lore's `/all/<msgid>/t.mbox.gz`: the server's `boxes`
+    maps a Message-ID to an mbox file; every path asked for is kept in `hits`."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.hits.append(self.path)
+        m = re.match(r"^/all/([^/]+)/t\.mbox\.gz$", self.path)
+        box = self.server.boxes.get(urllib.parse.unquote(m.group(1))) if m else None  # type: ignore[attr-defined]
+        if box is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = gzip.compress(box.read_bytes())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *a: object) -> None:
+        pass

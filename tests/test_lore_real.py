@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mailfactory import LoreHandler
 from conftest import REPO, run_series
 
 pytestmark = pytest.mark.integration
@@ -99,38 +100,13 @@ def test_range_diff_text(fetched: Path) -> None:
     assert any(l.startswith("    -") and "REMAP" in l for l in lines)
 
 
-class _Lore(http.server.BaseHTTPRequestHandler):
-    root: Path
-    hits: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.hits.append(self.path)
-        m = re.match(r"^/all/([^/]+)/t\.mbox\.gz$", self.path)
-        box = self.server.boxes.get(urllib.parse.unquote(m.group(1))) if m else None  # type: ignore[attr-defined]
-        if box is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        data = gzip.compress(box.read_bytes())
-        self.send_response(200)
-        self.send_header("Content-Type", "application/gzip")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.send_response(404)
-        self.end_headers()
-
-    def log_message(self, *a: object) -> None:
-        pass
 
 
 def test_fetch_through_b4_from_a_local_lore(lore_dir: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     shutil.copytree(REPO / "patches" / "uffd-move", ws / "patches" / "uffd-move", ignore=shutil.ignore_patterns("v[0-9]*"))
     (ws / "series.toml").write_text("[workspace]\n")
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lore)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LoreHandler)
     srv.boxes = {"20230923013148.1390521-1-surenb@google.com": lore_dir / "uffd-move" / "v2.mbox"}  # type: ignore[attr-defined]
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -144,4 +120,4 @@ def test_fetch_through_b4_from_a_local_lore(lore_dir: Path, tmp_path: Path) -> N
         assert r.rc == 3 and len(r.err.strip().splitlines()) == 1, r.err
     finally:
         srv.shutdown()
-    assert any("20230923013148.1390521-1-surenb" in urllib.parse.unquote(h) for h in _Lore.hits)
+    assert any("20230923013148.1390521-1-surenb" in urllib.parse.unquote(h) for h in LoreHandler.hits)

@@ -19,7 +19,7 @@ import pytest
 import tomli_w
 
 from conftest import run_series
-from mailfactory import cover_mail, patch_mail, reply_mail, series_mails, write_mbox
+from mailfactory import LoreHandler, cover_mail, patch_mail, reply_mail, series_mails, write_mbox
 
 RB = "Reviewed-by: Bob <bob@example.org>"
 
@@ -94,34 +94,13 @@ def test_trailers_refusals(workspace: Path, tmp_path: Path) -> None:
     assert r.rc == 1 and "no such mailbox" in r.err and len(r.err.strip().splitlines()) == 1
 
 
-class _Lore(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        m = re.match(r"^/all/([^/]+)/t\.mbox\.gz$", self.path)
-        box = self.server.boxes.get(urllib.parse.unquote(m.group(1))) if m else None  # type: ignore[attr-defined]
-        if box is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        data = gzip.compress(box.read_bytes())
-        self.send_response(200)
-        self.send_header("Content-Type", "application/gzip")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.send_response(404)
-        self.end_headers()
-
-    def log_message(self, *a: object) -> None:
-        pass
 
 
 def test_trailers_from_lore_through_b4(workspace: Path, tmp_path: Path) -> None:
     mails = series_mails(2, in_reply_to="v1-0-demo@example.org")        # threaded, as lore has them
     _import(workspace, "demo", mails, tmp_path)
     thread = write_mbox(tmp_path / "thread.mbox", mails + [_reply(mails[2], f"{RB}\n")])
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lore)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LoreHandler)
     srv.boxes = {"v1-0-demo@example.org": thread}  # type: ignore[attr-defined]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
