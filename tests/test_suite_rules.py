@@ -120,3 +120,9 @@ def test_this_suite_guards_the_real_paths(path: str) -> None:
 def test_ci_run_sets_ci() -> None:
     text = (REPO / ".ci" / "run").read_text()
     assert "export CI=true" in text.splitlines()
+
+
+def test_an_xfail_is_not_a_skip(tmp_path: Path) -> None:
+    r = _inner(tmp_path, "import pytest\n\n@pytest.mark.xfail(reason='known bug, issue 99', strict=True)\n"
+                         "def test_x():\n    assert False\n", ci=True)
+    assert r.returncode == 0 and "1 xfailed" in r.stdout, r.stdout
