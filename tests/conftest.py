@@ -270,6 +270,17 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+def commit_files(repo: Path, msg: str, **files: str) -> str:
+    """Write `files` (name -> text) into the checkout `repo`, commit them, return the commit."""
+    for name, text in files.items():
+        p = repo / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-qm", msg)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
 def repo_state(path: Path) -> tuple[str, str]:
     """What a user's repository looks like: refs and worktree status (for safety tests)."""
     return (git(path, "for-each-ref", "--format=%(refname) %(objectname)"),

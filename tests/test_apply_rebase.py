@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import git, repo_state, run_series, unique_name
+from conftest import commit_files, git, repo_state, run_series, unique_name
 
 LINES = [f"line {i}" for i in range(1, 41)]
 
@@ -31,16 +31,6 @@ def _write_stack(ws: Path, name: str, patch_files: list[Path], expected: int | N
     (d / "v1" / "import.toml").write_text(tomli_w.dumps(rec))
 
 
-def _commit(repo: Path, msg: str, **files: str) -> str:
-    for name, text in files.items():
-        p = repo / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        git(repo, "add", name)
-    git(repo, "commit", "-qm", msg)
-    return git(repo, "rev-parse", "HEAD").strip()
-
-
 @pytest.fixture
 def mini(workspace: Path, tmp_path: Path):  # noqa: ANN201
     """A user repository (a path tree) and a 3-patch stack made on its `main`; branches
@@ -50,23 +40,23 @@ def mini(workspace: Path, tmp_path: Path):  # noqa: ANN201
     git(user, "init", "-q", "-b", "main")
     git(user, "config", "user.name", "U")
     git(user, "config", "user.email", "u@example.org")
-    base = _commit(user, "base", **{"a.c": "\n".join(LINES) + "\n"})
+    base = commit_files(user, "base", **{"a.c": "\n".join(LINES) + "\n"})
     git(user, "checkout", "-qb", "work")
     l2 = list(LINES)
     l2[4] = "line 5 changed by patch 1"
-    _commit(user, "mini: change line 5", **{"a.c": "\n".join(l2) + "\n"})
-    _commit(user, "mini: add b.c", **{"b.c": "int b;\n"})
+    commit_files(user, "mini: change line 5", **{"a.c": "\n".join(l2) + "\n"})
+    commit_files(user, "mini: add b.c", **{"b.c": "int b;\n"})
     l3 = list(l2)
     l3[29] = "line 30 changed by patch 3"
-    _commit(user, "mini: change line 30", **{"a.c": "\n".join(l3) + "\n"})
+    commit_files(user, "mini: change line 30", **{"a.c": "\n".join(l3) + "\n"})
     out = tmp_path / "fp"
     git(user, "format-patch", "-q", "-o", str(out), f"{base}..work")
     git(user, "checkout", "-q", "-b", "up", base)
-    _commit(user, "upstream merged patch 1", **{"a.c": "\n".join(l2) + "\n"})
+    commit_files(user, "upstream merged patch 1", **{"a.c": "\n".join(l2) + "\n"})
     git(user, "checkout", "-q", "-b", "other", base)
     lo = list(LINES)
     lo[3:6] = ["line 4 rewritten", "line 5 rewritten", "line 6 rewritten"]
-    _commit(user, "upstream changed it otherwise", **{"a.c": "\n".join(lo) + "\n"})
+    commit_files(user, "upstream changed it otherwise", **{"a.c": "\n".join(lo) + "\n"})
     git(user, "checkout", "-q", "main")
     files = sorted(out.glob("*.patch"))
     _write_stack(workspace, "mini", files)
@@ -134,7 +124,7 @@ def test_offset_and_fuzz_are_counted_per_hunk(mini, tmp_path: Path) -> None:  # 
     shifted = ["new 1", "new 2", "new 3"] + list(LINES)
     shifted[3 + 26] = "line 27 edited upstream"
     git(user, "checkout", "-q", "-b", "shifted", "main")
-    _commit(user, "upstream: lines at the top, line 27 edited", **{"a.c": "\n".join(shifted) + "\n"})
+    commit_files(user, "upstream: lines at the top, line 27 edited", **{"a.c": "\n".join(shifted) + "\n"})
     git(user, "checkout", "-q", "main")
     r = run_series("apply", "mini", "--onto", "shifted", "--tree", tree, "--json", cwd=ws)
     assert r.rc == 0, r.err

@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
+from conftest import commit_files, git
 from series.errors import GitError
 from series.git import Git, Oid, Repo, Worktree
-
-
-def _commit(repo: Path, msg: str, **files: str) -> str:
-    for name, text in files.items():
-        p = repo / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        git(repo, "add", name)
-    git(repo, "commit", "-qm", msg)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 @pytest.fixture
@@ -33,8 +23,8 @@ def repo(tmp_path: Path) -> tuple[Repo, str, str]:
     src = tmp_path / "src"
     src.mkdir()
     git(src, "init", "-q", "-b", "main")
-    c1 = _commit(src, "one", **{"a.c": "a1\n", "dir/b.c": "b\n", "c.c": "c\n"})
-    c2 = _commit(src, "two", **{"a.c": "a2\n"})
+    c1 = commit_files(src, "one", **{"a.c": "a1\n", "dir/b.c": "b\n", "c.c": "c\n"})
+    c2 = commit_files(src, "two", **{"a.c": "a2\n"})
     bare = tmp_path / "ours.git"
     git(tmp_path, "clone", "-q", "--bare", str(src), str(bare))
     return Repo(bare), c1, c2
@@ -218,7 +208,7 @@ def test_remove_leaves_a_directory_that_is_not_our_worktree(tmp_path: Path, repo
     other = tmp_path / "other"
     other.mkdir()
     git(other, "init", "-q")
-    _commit(other, "o", **{"o.c": "o\n"})
+    commit_files(other, "o", **{"o.c": "o\n"})
     git(other, "worktree", "add", "-q", "--detach", str(tmp_path / "other-wt"))
     Worktree(r, tmp_path / "other-wt").remove()
     assert (tmp_path / "other-wt" / "o.c").is_file()

@@ -17,20 +17,10 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import REPO, git, repo_state, run_series
+from conftest import REPO, commit_files, git, repo_state, run_series
 
 LINES = [f"line {i}" for i in range(1, 41)]
 B4 = str(Path(sys.executable).parent / "b4")
-
-
-def _commit(repo: Path, msg: str, **files: str) -> str:
-    for name, text in files.items():
-        p = repo / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        git(repo, "add", name)
-    git(repo, "commit", "-qm", msg)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def _lines(changes: dict[int, str]) -> str:
@@ -69,14 +59,14 @@ def respin(workspace: Path, tmp_path: Path):  # noqa: ANN201
     git(user, "init", "-q", "-b", "main")
     git(user, "config", "user.name", "U")
     git(user, "config", "user.email", "u@example.org")
-    _commit(user, "base", **{"a.c": _lines({}), "b.c": "int b;\n"})
+    commit_files(user, "base", **{"a.c": _lines({}), "b.c": "int b;\n"})
     git(user, "tag", "v6.12")
     git(user, "checkout", "-qb", "work")
-    _commit(user, "mini: change line 5\n\nLine 5 says what it does.\n\nSigned-off-by: A U Thor <a@example.org>",
+    commit_files(user, "mini: change line 5\n\nLine 5 says what it does.\n\nSigned-off-by: A U Thor <a@example.org>",
             **{"a.c": _lines({5: "line 5 changed by patch 1"})})
-    _commit(user, "mini: document the lines\n\nA file that says what the lines are.\n\n"
+    commit_files(user, "mini: document the lines\n\nA file that says what the lines are.\n\n"
             "Signed-off-by: A U Thor <a@example.org>", **{"doc.txt": "Lines are numbered from 1.\n"})
-    _commit(user, "mini: change line 30\n\nLine 30 too.\n\nSigned-off-by: A U Thor <a@example.org>",
+    commit_files(user, "mini: change line 30\n\nLine 30 too.\n\nSigned-off-by: A U Thor <a@example.org>",
             **{"a.c": _lines({5: "line 5 changed by patch 1", 30: "line 30 changed by patch 3"})})
     git(user, "checkout", "-q", "main")
     mbox = _posted_mbox(user, "main..work", tmp_path, 1, "mini: three small changes",
@@ -416,7 +406,7 @@ def test_rebase_defaults_to_the_edited_stack_and_moves_the_edit(respin) -> None:
     ws, user, tree = respin
     wt = Path(_edit(ws, tree)["worktree"])
     git(user, "checkout", "-q", "-b", "next", "main")
-    _commit(user, "upstream: b.c grows", **{"b.c": "int b;\nint up;\n"})
+    commit_files(user, "upstream: b.c grows", **{"b.c": "int b;\nint up;\n"})
     git(user, "tag", "v6.13")
     git(user, "checkout", "-q", "work")
     r = run_series("rebase", "v6.13", "--tree", tree, cwd=ws)
