@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -162,6 +163,16 @@ char *map_anon(unsigned long len)
 	return map_anon_a(len, ps);
 }
 
+char *map_alone_gib(void)
+{
+	char *p = map_guarded_flags(GIB, GIB, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+
+	if (p)
+		madvise(p, GIB, MADV_NOHUGEPAGE);
+	return p;
+}
+
 void fill_page(char *p, unsigned int seed, unsigned long page)
 {
 	uint64_t *w = (uint64_t *)p;
@@ -281,9 +292,10 @@ long smaps_kb(const void *addr, const char *field)
 	return val;
 }
 
-long status_kb(const char *field)
+/* the number after "field:" in a /proc file of "Name:   value kB" lines, or -1 */
+static long proc_field_kb(const char *path, const char *field)
 {
-	FILE *f = fopen("/proc/self/status", "re");
+	FILE *f = fopen(path, "re");
 	char line[256];
 	long v = -1;
 	size_t n = strlen(field);
@@ -297,6 +309,16 @@ long status_kb(const char *field)
 		}
 	fclose(f);
 	return v;
+}
+
+long status_kb(const char *field)
+{
+	return proc_field_kb("/proc/self/status", field);
+}
+
+long meminfo_kb(const char *field)
+{
+	return proc_field_kb("/proc/meminfo", field);
 }
 
 int read_file_str(const char *path, char *buf, size_t len)
@@ -361,6 +383,106 @@ int page_out(char *p, unsigned long n)
 	return swapped;
 }
 
+/* ---- what a move leaves behind ---------------------------------------------- */
+static long anon_vma_objs(void)
+{
+	FILE *f = fopen("/proc/slabinfo", "re");
+	char line[512];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "anon_vma ", 9)) {
+			v = strtol(line + 9, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static long gauge_read(const struct gauge *g)
+{
+	return g->objs ? anon_vma_objs() : meminfo_kb("SUnreclaim");
+}
+
+int gauge_start(struct gauge *g, unsigned long n)
+{
+	g->objs = anon_vma_objs() >= 0;
+	g->allowed = g->objs ? (long)n / 2 : (long)(n * 32 / 1024);
+	g->unit = g->objs ? "anon_vma objects (/proc/slabinfo)" : "kB of SUnreclaim (/proc/meminfo)";
+	g->before = gauge_read(g);
+	if (g->before < 0)
+		return -1;
+	/*
+	 * Earlier work may still have frees pending (vmas and maple nodes are
+	 * freed after an RCU grace period): start from the level the reading
+	 * falls to, once it has not fallen for 10 readings 20 ms apart (at most
+	 * 5 s).  Starting higher would let a leak hide behind that drop.
+	 */
+	for (int still = 0, i = 0; still < 10 && i < 250; i++) {
+		long v;
+
+		usleep(20000);
+		v = gauge_read(g);
+		if (v < g->before) {
+			g->before = v;
+			still = 0;
+		} else {
+			still++;
+		}
+	}
+	return 0;
+}
+
+long gauge_settled(struct gauge *g)
+{
+	double end = now_ms() + 5000;
+	long grew;
+
+	for (;;) {
+		grew = gauge_read(g) - g->before;
+		if (grew < g->allowed || now_ms() >= end)
+			return grew;
+		usleep(20000);
+	}
+}
+
+int hop_chain(int uffd, char *from, unsigned long size, unsigned long n, struct chain *c)
+{
+	char *res;
+
+	c->len = (2 * n + 2) * size;
+	res = mmap(NULL, c->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	c->base = res;
+	c->at = from;
+	/* vma i at slot 2i+1 of size-aligned slots (slot 0 may be partial: alignment) */
+	res = (char *)(((uintptr_t)res + size - 1) & ~(uintptr_t)(size - 1));
+	for (unsigned long i = 0; i < n; i++) {
+		char *v = res + (2 * i + 1) * size;
+		struct mres r;
+		int err;
+
+		if (mprotect(v, size, PROT_READ | PROT_WRITE))
+			return -errno;
+		err = uffd_reg(uffd, v, size, UFFDIO_REGISTER_MODE_MISSING, NULL);
+		if (err)
+			return err;
+		r = do_move(uffd, v, c->at, size, 0);
+		if (r.ret)
+			return -r.err;
+		c->at = v;
+	}
+	return 0;
+}
+
+void chain_unmap(struct chain *c)
+{
+	munmap(c->base, c->len);
+}
+
 /* ---- faults ---------------------------------------------------------------- */
 double now_ms(void)
 {
@@ -368,6 +490,14 @@ double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+long minor_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
 }
 
 static void *toucher_fn(void *arg)
@@ -386,14 +516,24 @@ void touch_async(struct toucher *t, void *addr)
 	pthread_create(&t->th, NULL, toucher_fn, t);
 }
 
+/*
+ * Wait up to ms milliseconds of CLOCK_MONOTONIC time, not ms sleeps of 1 ms: on
+ * a kernel without high-resolution timers (the suites' tinyconfig guests,
+ * HZ=250) a usleep(1000) lasts one or two ticks, and on a loaded emulated
+ * guest far longer, so counting sleeps made the negative waits ("the thread
+ * stays blocked for 300 ms") last many seconds and uffd-move-wake overran
+ * the per-program time limit.
+ */
 int wait_done(struct toucher *t, int ms)
 {
-	for (int i = 0; i < ms; i++) {
-		if (__atomic_load_n(&t->done, __ATOMIC_SEQ_CST))
-			return 1;
+	double end = now_ms() + ms;
+
+	while (!__atomic_load_n(&t->done, __ATOMIC_SEQ_CST)) {
+		if (now_ms() >= end)
+			return __atomic_load_n(&t->done, __ATOMIC_SEQ_CST);
 		usleep(1000);
 	}
-	return __atomic_load_n(&t->done, __ATOMIC_SEQ_CST);
+	return 1;
 }
 
 uint64_t read_fault(int fd, int ms)

@@ -20,6 +20,7 @@
 #define UFFD_MOVE_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -62,6 +63,9 @@ struct uffdio_move {
 #endif
 #ifndef UFFD_FEATURE_EVENT_REMOVE
 #define UFFD_FEATURE_EVENT_REMOVE (1 << 3)
+#endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)	/* 6.4 */
 #endif
 #ifndef MADV_FREE
 #define MADV_FREE 8
@@ -142,6 +146,14 @@ char *map_guarded_flags(unsigned long len, unsigned long align, int prot, int fl
 /* private anonymous memory; with align <= ps, 4K pages only (MADV_NOHUGEPAGE) */
 char *map_anon_a(unsigned long len, unsigned long align);
 char *map_anon(unsigned long len);
+/*
+ * GIB bytes of private anonymous memory (MAP_NORESERVE, never touched here)
+ * that fill a whole 1 GiB-aligned range: no other mapping shares its page
+ * tables, so until it is touched not even a pmd table exists for it (the PUD
+ * entry is empty: mm_find_pmd() finds nothing).  NULL on failure.
+ */
+#define GIB (1UL << 30)
+char *map_alone_gib(void);
 
 static inline uint64_t pat_word(unsigned int seed, unsigned long page, unsigned long word)
 {
@@ -160,6 +172,7 @@ uint64_t pfn_of(const void *addr);	/* 0 if not present or PFNs hidden */
 int64_t kpageflags(uint64_t pfn);	/* -1 if unreadable */
 long smaps_kb(const void *addr, const char *field);	/* field of addr's vma, or -1 */
 long status_kb(const char *field);	/* a /proc/self/status field, or -1 */
+long meminfo_kb(const char *field);	/* a /proc/meminfo field, or -1 */
 int read_file_str(const char *path, char *buf, size_t len);
 int thp_usable(void);
 int kernel_at_least(int maj, int min);
@@ -167,8 +180,44 @@ int swap_devices(void);			/* active swap devices in /proc/swaps */
 /* MADV_PAGEOUT n pages at p (up to 5 tries): how many are then swap entries, or -errno */
 int page_out(char *p, unsigned long n);
 
+/* ---- what a move leaves behind ---------------------------------------------- */
+/*
+ * The kernel memory anon_vmas hold, read before and after some work: the
+ * active objects of the anon_vma slab cache (/proc/slabinfo: root and
+ * CONFIG_SLUB_DEBUG), else the unreclaimable slab memory (/proc/meminfo
+ * SUnreclaim, kB).  gauge_start(): -1 if neither can be read.  For work that
+ * frees n anon_vmas, `allowed` is half of what keeping them would cost (n/2
+ * objects, or n * 32 bytes: an anon_vma has at least 64).  gauge_start()
+ * waits for the reading to stop falling (frees of earlier work pending).
+ */
+struct gauge {
+	int objs;		/* 1: anon_vma objects, 0: SUnreclaim kB */
+	long before, allowed;
+	const char *unit;
+};
+int gauge_start(struct gauge *g, unsigned long n);
+/* growth since gauge_start(), read every 20 ms for up to 5 s until it is below `allowed` (RCU-deferred frees) */
+long gauge_settled(struct gauge *g);
+
+/*
+ * A chain of n fresh vmas of `size` bytes (a page, or a PMD for a THP), each
+ * between PROT_NONE gaps (none merges with another, none shares an
+ * anon_vma), each registered (MISSING) with uffd just before the block at
+ * `from` is moved into it, so the block hops through them in turn and each
+ * move takes its source from a vma of its own anon_vma.  `at` is where the
+ * block ends; chain_unmap() unmaps every vma of the chain (the block too).
+ */
+struct chain {
+	char *base;
+	unsigned long len;
+	char *at;
+};
+int hop_chain(int uffd, char *from, unsigned long size, unsigned long n, struct chain *c);	/* 0 or -errno */
+void chain_unmap(struct chain *c);
+
 /* ---- faults ---------------------------------------------------------------- */
 double now_ms(void);
+long minor_faults(void);	/* getrusage(RUSAGE_SELF) ru_minflt: page faults taken so far */
 
 /* a thread that reads one word (and so may block on a userfault) */
 struct toucher {
@@ -179,6 +228,7 @@ struct toucher {
 };
 
 void touch_async(struct toucher *t, void *addr);
+/* 1 once the thread has read its word, 0 if it has not within ms milliseconds (wall clock) */
 int wait_done(struct toucher *t, int ms);
 /* the page address of the next pagefault message, or 0 on timeout/error */
 uint64_t read_fault(int fd, int ms);
@@ -295,6 +345,31 @@ static inline int make_thp(struct __test_metadata *_metadata, char **out, unsign
 	 */
 	madvise(p, len, MADV_NOHUGEPAGE);
 	*out = p;
+	return 0;
+}
+
+/*
+ * Clear the soft-dirty bits of the whole process (/proc/self/clear_refs = 4)
+ * and check, with a written probe page, that soft-dirty tracking works: 0,
+ * or -1 after SKIP() (the caller returns).
+ */
+static inline int clear_soft_dirty(struct __test_metadata *_metadata)
+{
+	char *probe = map_anon(ps);
+	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+
+	ASSERT_MAPPED(probe);
+	if (cr < 0)
+		SKIP(return -1, "/proc/self/clear_refs: %s", strerror(errno));
+	probe[0] = 1;
+	if (write(cr, "4", 1) != 1)
+		SKIP(return -1, "clear_refs soft-dirty: %s", strerror(errno));
+	close(cr);
+	if (pagemap(probe) & PM_SOFT_DIRTY)
+		SKIP(return -1, "soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
+	probe[0] = 2;
+	if (!(pagemap(probe) & PM_SOFT_DIRTY))
+		SKIP(return -1, "soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
 	return 0;
 }
 

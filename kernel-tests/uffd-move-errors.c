@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * UFFDIO_MOVE: feature and ioctl advertisement, and every argument and vma
- * check that refuses a move before anything moved (EINVAL, ENOENT, EFAULT).
+ * UFFDIO_MOVE: feature and ioctl advertisement, every argument and vma check
+ * that refuses a move before anything moved (EINVAL, ENOENT, EFAULT), and the
+ * EFAULT of a move whose result cannot be written back.
  *
  * The "errors" fixture gives each test a userfaultfd with UFFD_FEATURE_MOVE,
  * a 4-page private anonymous source filled with a pattern, and a 4-page
@@ -15,6 +16,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -123,6 +125,90 @@ FIXTURE_SETUP(errors)
 FIXTURE_TEARDOWN(errors)
 {
 	MOVE_PAIR_TEARDOWN(NPAGES);
+}
+
+/*
+ * The one EFAULT that comes after the move: the kernel reads the struct
+ * without its last field ("don't copy "move" last field", userfaultfd_move()
+ * in fs/userfaultfd.c), moves, then writes the result into "move"; when that
+ * write faults the ioctl fails with EFAULT although the pages were moved.  A
+ * struct whose "move" field lies on a PROT_NONE page, and one in a read-only
+ * page: -1/EFAULT both times, and the page is at dst, src a hole.
+ */
+TEST_F(errors, efault_move_field_unwritable)
+{
+	char *src = self->src, *dst = self->dst;
+	char *pg = map_guarded_flags(ps, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	char *ro = map_anon(ps);
+	struct uffdio_move *m;
+	int ret;
+
+	ASSERT_MAPPED(pg);
+	ASSERT_MAPPED(ro);
+	/* "move" (the last 8 bytes) on the PROT_NONE guard page after pg */
+	m = (struct uffdio_move *)(pg + ps - offsetof(struct uffdio_move, move));
+	m->dst = (uintptr_t)dst;	/* not *m = ...: that would write "move" too */
+	m->src = (uintptr_t)src;
+	m->len = ps;
+	m->mode = variant->mode;
+	ret = ioctl(self->uffd, UFFDIO_MOVE, m);
+	ASSERT_TRUE(ret == -1 && errno == EFAULT) TH_LOG("ret=%d errno=%d (%s)", ret, errno, strerror(errno));
+	ASSERT_PATTERN(dst, SEED, 0);
+	ASSERT_MISSING(src);
+	/* the whole struct in a read-only page */
+	m = (struct uffdio_move *)ro;
+	*m = (struct uffdio_move){ .dst = (uintptr_t)(dst + ps), .src = (uintptr_t)(src + ps), .len = ps,
+				   .mode = variant->mode, .move = MOVE_SENTINEL };
+	ASSERT_EQ(0, mprotect(ro, ps, PROT_READ));
+	ret = ioctl(self->uffd, UFFDIO_MOVE, m);
+	ASSERT_TRUE(ret == -1 && errno == EFAULT) TH_LOG("ret=%d errno=%d (%s)", ret, errno, strerror(errno));
+	ASSERT_EQ(MOVE_SENTINEL, m->move);
+	ASSERT_PATTERN(dst + ps, SEED, 1);
+	ASSERT_MISSING(src + ps);
+	for (int i = 2; i < NPAGES; i++) {
+		ASSERT_PATTERN(src + i * ps, SEED, i);
+		ASSERT_MISSING(dst + i * ps);
+	}
+}
+
+/*
+ * A source pte that is neither a page, nor a swap entry, nor a migration
+ * entry cannot be moved: move_pages_pte() fails with -EFAULT on any other
+ * non-swap entry ("if (non_swap_entry(entry)) { if
+ * (is_migration_entry(entry)) ... else err = -EFAULT; }").  A userfaultfd
+ * write-protect marker is one: UFFDIO_WRITEPROTECT of an unpopulated
+ * anonymous page on a userfaultfd with UFFD_FEATURE_WP_UNPOPULATED installs
+ * it ([doc] "UFFD_FEATURE_WP_UNPOPULATED ... install a marker").  Moving that
+ * page fails with EFAULT, move == -EFAULT (with ALLOW_SRC_HOLES too: a
+ * marker is not a hole), nothing moved; a move that reaches it from a
+ * movable page stops there (EAGAIN, move == PAGE).  Skipped where
+ * the kernel has no WP_UNPOPULATED (before 6.4, or no uffd-wp support).
+ */
+TEST_F(errors, efault_src_wp_marker)
+{
+	char *src = self->src, *dst = self->dst;
+	int wp = uffd_new(UFFD_FEATURE_WP_UNPOPULATED, NULL, NULL);
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)(src + ps), .len = ps },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	struct mres r;
+
+	if (wp < 0)
+		SKIP(return, "no UFFD_FEATURE_WP_UNPOPULATED: %s", strerror(-wp));
+	if (uffd_reg(wp, src, NPAGES * ps, UFFDIO_REGISTER_MODE_WP, NULL))
+		SKIP(return, "UFFDIO_REGISTER_MODE_WP of anonymous memory unsupported");
+	madvise(src + ps, ps, MADV_DONTNEED);
+	ASSERT_EQ(0, ioctl(wp, UFFDIO_WRITEPROTECT, &w)) TH_LOG("UFFDIO_WRITEPROTECT: %s", strerror(errno));
+	ASSERT_FALSE(pagemap(src + ps) & PM_PRESENT) TH_LOG("the marked page is present");
+	r = do_move(self->uffd, dst + ps, src + ps, ps, variant->mode);
+	ASSERT_MOVE_ERR(r, EFAULT);
+	r = do_move(self->uffd, dst, src, 2 * ps, variant->mode);
+	ASSERT_PARTIAL(r, ps);
+	ASSERT_PATTERN(dst, SEED, 0);
+	ASSERT_MISSING(dst + ps);
+	ASSERT_PATTERN(src + 2 * ps, SEED, 2);
+	close(wp);
 }
 
 /* [man] EINVAL: dst, src or len not a multiple of the page size, len == 0. */

@@ -3,7 +3,8 @@
  * UFFDIO_MOVE of 4K pages (the pte path): what moves, where, and what the
  * "move" field and errno report for complete, partial and refused moves;
  * source holes (ENOENT, ALLOW_SRC_HOLES), populated destinations (EEXIST),
- * overlapping ranges, the shared zero page, RSS accounting and soft-dirty.
+ * overlapping ranges, the shared zero page, RSS accounting and soft-dirty,
+ * the moved pte (writable, dirty) and what a move leaves behind (anon_vmas).
  *
  * The "pte" fixture gives each test a userfaultfd with UFFD_FEATURE_MOVE and
  * two 16-page private anonymous areas of 4K pages (no THP): "src", left
@@ -15,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 
@@ -115,6 +117,56 @@ TEST_F(pte, move_zero_copy_pfn)
 		       (unsigned long long)pfn_of(dst + i * ps), (unsigned long long)pfns[i]);
 		dst[i * ps + 5] = 0x42;
 		ASSERT_EQ(pfns[i], pfn_of(dst + i * ps)) TH_LOG("page %lu was copied on write after the move", i);
+	}
+}
+
+/*
+ * The pte a move installs is writable and keeps the source's dirty bit
+ * (move_present_pte(): "if (pte_dirty(orig_src_pte)) orig_dst_pte =
+ * pte_mkdirty(orig_dst_pte); orig_dst_pte = pte_mkwrite(orig_dst_pte,
+ * dst_vma)").  Writable: writing each moved page takes no page fault
+ * (getrusage() minor faults; a read-only pte would take one per page).
+ * Dirty: a page that MADV_FREE made lazily freeable and that was then written
+ * again (which cancels the lazy free: madvise(2) MADV_FREE "if the caller
+ * writes into the page ... the kernel will not free the page") holds data that
+ * only its dirty pte records; moved, then reclaimed with MADV_PAGEOUT (which
+ * drops a lazily freed page whose pte is clean, swap or not), it must still be
+ * mapped, with the new data.  The thread stays on one CPU meanwhile: MADV_FREE
+ * queues the pages on a per-CPU batch that MADV_PAGEOUT drains on its own CPU.
+ */
+TEST_F(pte, moved_pte_writable_dirty)
+{
+	const unsigned long n = 8;
+	char *src = self->src, *dst = self->dst, *s2 = src + n * ps, *d2 = dst + n * ps;
+	cpu_set_t one;
+	struct mres r;
+	long faults;
+
+	fill(src, n, 77);
+	r = do_move(self->uffd, dst, src, n * ps, 0);
+	ASSERT_MOVED(r, n * ps);
+	faults = minor_faults();
+	for (unsigned long i = 0; i < n; i++)
+		dst[i * ps + 8] = 1;
+	faults = minor_faults() - faults;
+	ASSERT_LT(faults, (long)n / 2) TH_LOG("writing %lu moved pages took %ld page faults: read-only ptes", n, faults);
+
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	if (sched_setaffinity(0, sizeof(one), &one))
+		SKIP(return, "sched_setaffinity: %s", strerror(errno));
+	fill(s2, n, 78);
+	if (madvise(s2, n * ps, MADV_FREE))
+		SKIP(return, "MADV_FREE: %s", strerror(errno));
+	fill(s2, n, 79);	/* written again: dirty ptes */
+	r = do_move(self->uffd, d2, s2, n * ps, 0);
+	ASSERT_MOVED(r, n * ps);
+	if (madvise(d2, n * ps, MADV_PAGEOUT))
+		SKIP(return, "MADV_PAGEOUT: %s", strerror(errno));
+	for (unsigned long i = 0; i < n; i++) {
+		ASSERT_EQ(1, page_present(d2 + i * ps))
+		TH_LOG("moved page %lu, written after MADV_FREE, was dropped by reclaim: its pte lost the dirty bit", i);
+		ASSERT_PATTERN(d2 + i * ps, 79, i);
 	}
 }
 
@@ -242,10 +294,13 @@ TEST_F(pte, partial_enoent)
  * [man] ENOENT / [mp]: a hole at the very first source page fails with
  * -ENOENT and move == -ENOENT, nothing moved.  Three flavours: the hole is a
  * none pte inside an existing page table, the hole has no page table at all
- * (untouched 2 MiB region: a none pmd), and the hole lies alone in an
- * untouched 1 GiB-aligned region ([mp]: "if (!(mode &
- * UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)) err = -ENOENT" on each page-table level
- * move_pages() finds empty).
+ * (untouched 2 MiB region: a none pmd), and the hole lies in an untouched
+ * vma that fills its whole 1 GiB-aligned range, so that not even a pmd table
+ * exists ([mp]: "if (!(mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)) err =
+ * -ENOENT" on each page-table level move_pages() finds empty: the none pmd,
+ * and mm_find_pmd() finding no pmd table at all).  A 1 GiB-aligned vma of a
+ * few pages is not enough: the rest of its 1 GiB may hold other mappings'
+ * page tables.
  */
 TEST_F(pte, enoent_src_hole)
 {
@@ -271,27 +326,30 @@ TEST_F(pte, enoent_src_hole)
 	ASSERT_MOVE_ERR(r, ENOENT);
 	r = do_move(self->uffd, dst, empty + hps - ps, ps, 0);
 	ASSERT_MOVE_ERR(r, ENOENT);
-	far = map_anon_a(4 * ps, 1UL << 30);	/* alone in its 1 GiB, never touched */
+	far = map_alone_gib();
 	ASSERT_MAPPED(far);
 	r = do_move(self->uffd, dst, far, ps, 0);
 	ASSERT_MOVE_ERR(r, ENOENT);
-	r = do_move(self->uffd, dst, far, 4 * ps, 0);
+	r = do_move(self->uffd, dst, far + GIB / 2, 4 * ps, 0);
 	ASSERT_MOVE_ERR(r, ENOENT);
 	ASSERT_MISSING(dst);
-	munmap(far, 4 * ps);
+	munmap(far, GIB);
 }
 
 /*
  * [uapi]/[man] UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: "holes will be accounted as
  * successfully remapped in the retval" ([mp]): a sparse source moves with
  * ret 0 and move == len; holes stay holes at dst, data pages move.  Also a
- * fully unpopulated source with no page tables at all.
+ * fully unpopulated source with no page tables at all: a none pmd, and no
+ * pmd table either (a vma alone in its 1 GiB: move_pages() allocates the
+ * source's pmd with mm_alloc_pmd() and moves the holes).
  */
 TEST_F(pte, allow_src_holes)
 {
 	const unsigned long n = 8;
 	char *src = self->src, *dst = self->dst;
 	char *empty = map_anon_a(2 * hps, hps), *dst2 = map_anon(n * ps);
+	char *far;
 	struct mres r;
 
 	ASSERT_MAPPED(empty);
@@ -331,6 +389,17 @@ TEST_F(pte, allow_src_holes)
 	/* same without the flag: ENOENT */
 	r = do_move(self->uffd, dst2, empty + hps - 4 * ps, n * ps, 0);
 	ASSERT_MOVE_ERR(r, ENOENT);
+
+	/* no pmd table for the source at all: the holes move, nothing appears */
+	far = map_alone_gib();
+	ASSERT_MAPPED(far);
+	r = do_move(self->uffd, dst2, far + GIB / 2, n * ps, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
+	ASSERT_MOVED(r, n * ps);
+	for (unsigned long i = 0; i < n; i++) {
+		ASSERT_MISSING(dst2 + i * ps);
+		ASSERT_MISSING(far + GIB / 2 + i * ps);
+	}
+	munmap(far, GIB);
 }
 
 /*
@@ -511,28 +580,40 @@ TEST_F(pte, rss_counters)
 }
 
 /*
- * Clear the soft-dirty bits of the whole process (/proc/self/clear_refs = 4)
- * and check, with a written probe page, that soft-dirty tracking works: 0,
- * or -1 after SKIP() (the caller returns).
+ * What a move takes, it gives back: to move a present page move_pages_pte()
+ * takes a reference on the source folio's anon_vma ([mp] code:
+ * folio_get_anon_vma(), "folio_referenced walks the anon_vma chain without
+ * the folio lock. Serialize against it with the anon_vma lock") and drops it
+ * when done (put_anon_vma()), so that unmapping the source vma frees its
+ * anon_vma.  A page hops through LEAK_HOPS vmas of their own (hop_chain()),
+ * then they are all unmapped: their anon_vmas must be freed (struct gauge:
+ * anon_vma objects, or SUnreclaim).  A first, shorter chain warms the slab
+ * caches (SLUB keeps a few empty slabs per cache), so that both readings see
+ * them alike.
  */
-static int clear_soft_dirty(struct __test_metadata *_metadata)
-{
-	char *probe = map_anon(ps);
-	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+#define LEAK_HOPS 8192
 
-	ASSERT_MAPPED(probe);
-	if (cr < 0)
-		SKIP(return -1, "/proc/self/clear_refs: %s", strerror(errno));
-	probe[0] = 1;
-	if (write(cr, "4", 1) != 1)
-		SKIP(return -1, "clear_refs soft-dirty: %s", strerror(errno));
-	close(cr);
-	if (pagemap(probe) & PM_SOFT_DIRTY)
-		SKIP(return -1, "soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
-	probe[0] = 2;
-	if (!(pagemap(probe) & PM_SOFT_DIRTY))
-		SKIP(return -1, "soft-dirty tracking unsupported (CONFIG_MEM_SOFT_DIRTY off)");
-	return 0;
+TEST_F(pte, anon_vma_released)
+{
+	struct chain c;
+	struct gauge g;
+	long grew;
+
+	fill(self->src, 1, 75);
+	ASSERT_EQ(0, hop_chain(self->uffd, self->src, ps, LEAK_HOPS / 4, &c)) TH_LOG("warm-up chain");
+	ASSERT_PATTERN(c.at, 75, 0);
+	fill(self->src, 1, 76);	/* the warm-up's page is gone with its chain */
+	chain_unmap(&c);
+	if (gauge_start(&g, LEAK_HOPS))
+		SKIP(return, "neither /proc/slabinfo nor SUnreclaim in /proc/meminfo");
+	ASSERT_EQ(0, hop_chain(self->uffd, self->src, ps, LEAK_HOPS, &c)) TH_LOG("chain of %d vmas", LEAK_HOPS);
+	ASSERT_PATTERN(c.at, 76, 0);
+	chain_unmap(&c);
+	grew = gauge_settled(&g);
+	ASSERT_LT(grew, g.allowed)
+	TH_LOG("still %ld %s more than before a page moved through %d vmas that were then unmapped: "
+	       "an anon_vma reference not dropped?", grew, g.unit, LEAK_HOPS);
+	TH_LOG("%+ld %s after %d moves and unmaps (allowed: < %ld)", grew, g.unit, LEAK_HOPS, g.allowed);
 }
 
 /*

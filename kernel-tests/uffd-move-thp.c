@@ -2,8 +2,10 @@
 /*
  * UFFDIO_MOVE of transparent huge pages (the PMD path): a whole THP moves as
  * a PMD, a partial or misaligned move splits it, populated destinations,
- * ALLOW_SRC_HOLES across PMDs, a THP shared with a fork child, and the huge
- * zero page.  Tests skip when THP is disabled or no PMD THP can be had.
+ * ALLOW_SRC_HOLES across PMDs, a THP shared with a fork child, the huge zero
+ * page, and what holds after PMD moves (a writable pmd, a THP the kernel can
+ * still split, anon_vmas freed).  Tests skip when THP is disabled or no PMD
+ * THP can be had.
  *
  * The "thp" fixture gives each test a userfaultfd with UFFD_FEATURE_MOVE and
  * "dst": two PMDs (2 * PMD size, PMD-aligned, MADV_HUGEPAGE), empty and
@@ -69,6 +71,103 @@ TEST_F(thp, thp_move_pmd)
 		ASSERT_PATTERN(dst + i * ps, 46, i);
 		ASSERT_MISSING(src + i * ps);
 	}
+}
+
+/*
+ * What must still hold of a THP after PMD moves: the huge pmd a move installs
+ * is writable and dirty (move_pages_huge_pmd(): "Follow mremap() behavior
+ * and treat the entry dirty after the move", pmd_mkwrite(pmd_mkdirty())), so
+ * writing to it takes no page fault (getrusage() minor faults), after each of
+ * several moves back and forth; and the kernel can still split it where it
+ * now is: a one-page move out of it splits the pmd (with the page table the
+ * move deposited along with it) and the folio (an rmap walk, which needs the
+ * folio's anon_vma and index set for dst: folio_move_anon_rmap() and
+ * "src_folio->index = linear_page_index(dst_vma, dst_addr)"), then the rest
+ * moves page by page; every byte is intact.
+ */
+#define THP_TRIPS 16
+
+TEST_F(thp, thp_after_move)
+{
+	char *src, *dst = self->dst, *at, *pages = map_anon(hps);
+	long faults = 0;
+	struct mres r;
+
+	ASSERT_MAPPED(pages);
+	if (make_thp(_metadata, &src, hps, 49))
+		return;
+	ASSERT_REGISTER(self->uffd, pages, hps);
+	at = src;
+	for (int t = 0; t < THP_TRIPS; t++) {
+		char *to = dst + (t % 2) * hps;
+		long f;
+
+		r = do_move(self->uffd, to, at, hps, 0);
+		ASSERT_MOVED(r, hps);
+		ASSERT_EQ((long)(hps >> 10), smaps_kb(to, "AnonHugePages"))
+		TH_LOG("trip %d: the THP was split (AnonHugePages=%ld kB)", t, smaps_kb(to, "AnonHugePages"));
+		f = minor_faults();
+		((volatile uint64_t *)to)[1 + t] = pat_word(49, 0, 1 + t);	/* the same word: the pattern stays */
+		faults += minor_faults() - f;
+		at = to;
+	}
+	ASSERT_LT(faults, THP_TRIPS / 2)
+	TH_LOG("writing the THP after each of %d moves took %ld page faults: read-only pmds", THP_TRIPS, faults);
+	r = do_move(self->uffd, pages + 3 * ps, at + 3 * ps, ps, 0);
+	ASSERT_MOVED(r, ps);
+	ASSERT_EQ(0, smaps_kb(at, "AnonHugePages"))
+	TH_LOG("THP not split (AnonHugePages=%ld kB)", smaps_kb(at, "AnonHugePages"));
+	r = do_move(self->uffd, pages, at, 3 * ps, 0);
+	ASSERT_MOVED(r, 3 * ps);
+	r = do_move(self->uffd, pages + 4 * ps, at + 4 * ps, hps - 4 * ps, 0);
+	ASSERT_MOVED(r, hps - 4 * ps);
+	for (unsigned long i = 0; i < hps / ps; i++) {
+		ASSERT_PATTERN(pages + i * ps, 49, i);
+		ASSERT_MISSING(at + i * ps);
+	}
+}
+
+/*
+ * What a PMD move takes, it gives back: move_pages_huge_pmd() takes a
+ * reference on the THP's anon_vma ([mp] code: folio_get_anon_vma(),
+ * "split_huge_page walks the anon_vma chain without the page lock. Serialize
+ * against it with the anon_vma lock") and drops it (put_anon_vma()), so that
+ * unmapping the source vma frees its anon_vma.  The THP hops as a whole PMD
+ * through LEAK_THP_HOPS vmas of their own (hop_chain()), which are then
+ * unmapped: their anon_vmas must be freed (struct gauge).  A shorter chain
+ * first warms the slab caches.
+ */
+#define LEAK_THP_HOPS 4096
+
+TEST_F(thp, thp_anon_vma_released)
+{
+	struct chain c;
+	struct gauge g;
+	char *src;
+	long grew;
+
+	if (make_thp(_metadata, &src, hps, 47))
+		return;
+	ASSERT_EQ(0, hop_chain(self->uffd, src, hps, LEAK_THP_HOPS / 4, &c)) TH_LOG("warm-up chain");
+	ASSERT_EQ((long)(hps >> 10), smaps_kb(c.at, "AnonHugePages"))
+	TH_LOG("the THP was split on its way (AnonHugePages=%ld kB)", smaps_kb(c.at, "AnonHugePages"));
+	ASSERT_EQ(0, do_move(self->uffd, self->dst, c.at, hps, 0).ret) TH_LOG("moving it out of the chain");
+	chain_unmap(&c);
+	if (gauge_start(&g, LEAK_THP_HOPS))
+		SKIP(return, "neither /proc/slabinfo nor SUnreclaim in /proc/meminfo");
+	ASSERT_EQ(0, hop_chain(self->uffd, self->dst, hps, LEAK_THP_HOPS, &c))
+	TH_LOG("chain of %d vmas", LEAK_THP_HOPS);
+	ASSERT_EQ((long)(hps >> 10), smaps_kb(c.at, "AnonHugePages"))
+	TH_LOG("the THP was split on its way (AnonHugePages=%ld kB)", smaps_kb(c.at, "AnonHugePages"));
+	for (unsigned long i = 0; i < hps / ps; i++) {
+		ASSERT_PATTERN(c.at + i * ps, 47, i);
+	}
+	chain_unmap(&c);
+	grew = gauge_settled(&g);
+	ASSERT_LT(grew, g.allowed)
+	TH_LOG("still %ld %s more than before a THP moved through %d vmas that were then unmapped: "
+	       "an anon_vma reference not dropped?", grew, g.unit, LEAK_THP_HOPS);
+	TH_LOG("%+ld %s after %d PMD moves and unmaps (allowed: < %ld)", grew, g.unit, LEAK_THP_HOPS, g.allowed);
 }
 
 /*

@@ -89,6 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # also while the command modules are being imported
         _say("series: interrupted")
         return 130
+    except Exception as e:
+        if not _interrupted(e):
+            raise
+        _say("series: interrupted")
+        return 130
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether `e` is a KeyboardInterrupt that Python wrapped on its way: a Ctrl-C
+    while a class is made becomes "RuntimeError: Error calling __set_name__"."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _say(line: str) -> None:
@@ -180,6 +198,9 @@ def _main(argv: list[str] | None) -> int:
         _say("series: error: out of memory")
         rc = 3
     except Exception as e:  # a bug: still one line, the trace only on request
+        if _interrupted(e):
+            _say("series: interrupted")
+            return 130
         if os.environ.get("SERIES_DEBUG"):
             traceback.print_exc()
         print(f"series: internal error: {type(e).__name__}: {e} (set SERIES_DEBUG=1 for the trace)", file=sys.stderr)
@@ -194,6 +215,9 @@ def entry() -> None:
     # exit (which would print "Exception ignored ..." when stdout is /dev/full).
     try:
         sys.stdout.flush()
+    except KeyboardInterrupt:     # Ctrl-C after the work, while its output is written
+        _say("series: interrupted")
+        rc = 130
     except (OSError, ValueError) as e:
         _say(f"series: error: cannot write to standard output: {getattr(e, 'strerror', None) or e}")
         rc = rc or 1

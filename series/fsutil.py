@@ -58,6 +58,22 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _command_of(pid: str) -> str:
+    """": series ci demo --all" for a lock's holder, from /proc; "" when unknown."""
+    if not pid.isdigit():
+        return ""
+    try:
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return ""
+    for i, a in enumerate(argv):      # from the `series` script, or `python -m series`
+        if os.path.basename(a) == "series" or (a == "series" and i and argv[i - 1] == "-m"):
+            argv = ["series", *argv[i + 1:]]
+            break
+    text = "".join(c if c.isprintable() else " " for c in " ".join(" ".join(argv).split()))   # one line
+    return f": {text[:100]}{'...' if len(text) > 100 else ''}" if text else ""
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, what: str) -> Iterator[None]:
     """Hold an flock on `path` for the duration; refuse (UserError) when another
@@ -71,7 +87,8 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
         except OSError as e:
             if e.errno in (errno.EAGAIN, errno.EACCES):
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                raise UserError(f"{what} is busy: another series run (pid {holder}) holds {path}") from None
+                raise UserError(f"{what} is busy: another series run (pid {holder}{_command_of(holder)}) "
+                                f"holds {path}") from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

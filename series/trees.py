@@ -128,6 +128,8 @@ def list_trees(ws: Workspace) -> list[Tree]:
 
 def load_tree(ws: Workspace, name: str | None = None) -> Tree:
     """The named tree; None -> [ci] tree from series.toml, else the only registered tree."""
+    if name is not None and not name.strip():
+        raise UserError("--tree needs a name (it is empty)")
     reg = _load_registry(ws)
     if name is None:
         default = ws.config.get("ci", {}).get("tree")

@@ -97,7 +97,8 @@ def kernelish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
                (3, commit("mm/b.c", "int b = 3;\n", "p3"))]
     from series.cache import Cache
     cache = Cache(tmp_path / "cache")
-    bd = BuildDir(cache.build_dir("t", base, "cfg00001"), toolchain(cache, use_ccache=False))
+    # the fake make lives, and logs, under /tmp, which the build sandbox hides (its own tests: test_sandbox.py)
+    bd = BuildDir(cache.build_dir("t", base, "cfg00001"), toolchain(cache, use_ccache=False, sandboxed=False))
     frag = tmp_path / "frag.config"
     frag.write_text("CONFIG_X=y\n")
     return {"repo": repo, "base": base, "commits": commits, "bd": bd, "frag": frag, "log": log, "cache": cache,

@@ -155,3 +155,78 @@ def test_progress_is_plain_off_a_terminal(capsys: pytest.CaptureFixture[str]) ->
     with progress(ctx) as p:
         p("nothing")
     assert capsys.readouterr().err == ""
+
+
+# -- a busy stack (issue 11: the losers are refused as busy, nothing lost) --------------
+_HOLD = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_all_on_a_busy_stack_is_refused_before_any_revision(respins: tuple[Path, str], tmp_path: Path) -> None:
+    """Another process holds demo's lock: `ci --all` is refused in one line that
+    names the holder (pid and command), and writes no run directory nor summary
+    (no revision is reported `skip` or `not run` for a lock it did not get)."""
+    import os
+    import subprocess
+    import sys
+    ws, tree = respins
+    lock = Path(os.environ["SERIES_CACHE"]) / "locks" / "demo.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        out = tmp_path / "all"
+        r = run_series("-C", str(ws), "ci", "demo", "--all", "--stages", "apply", "--tree", tree, "--onto", "main",
+                       "-o", str(out), "--json")
+        lines = r.err.strip().splitlines()
+        assert r.rc == 1 and len(lines) == 1 and r.out == "", (r.rc, r.err, r.out)
+        assert lines[0].startswith("series: error: stack demo is busy: another series run "
+                                   f"(pid {holder.pid}: ") and "-c" in lines[0], lines[0]
+        assert not out.exists(), "a refused --all wrote a run directory or a summary"
+    finally:
+        holder.communicate("", timeout=60)
+    r = run_series("-C", str(ws), "ci", "demo", "--all", "--stages", "apply", "--tree", tree, "--onto", "main",
+                   "-o", str(tmp_path / "again"), "--json")
+    assert r.rc == 0 and [e["revision"] for e in r.json["revisions"]] == [1, 2, 3, 4], r.err
+
+
+def test_all_holds_the_stack_from_its_first_revision_to_its_last(respins: tuple[Path, str], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No other writer (an import, a fetch, a record) gets in between two
+    revisions of one `ci --all`: the stack's lock is held whenever a revision
+    starts and while it runs, so such a writer is the one refused as busy."""
+    import fcntl
+    import os
+    import series.pipeline as pipeline
+    ws, tree = respins
+    lock = Path(os.environ["SERIES_CACHE"]) / "locks" / "demo.lock"
+    seen: list[bool] = []
+    real = pipeline.prepare
+
+    def held() -> bool:
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # another open file: refused while the run holds it
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def prepare(*a: object, **kw: object) -> object:
+        seen.append(held())
+        return real(*a, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(pipeline, "prepare", prepare)
+    r = run_series("-C", str(ws), "ci", "demo", "--all", "--stages", "apply", "--tree", tree, "--onto", "main",
+                   "-o", str(tmp_path / "all"), "--json")
+    assert r.rc == 0, r.err
+    assert seen == [True, True, True], seen      # v1-v3 (v4 is not imported: no run to prepare)
+    assert not held(), "the lock outlived the run"

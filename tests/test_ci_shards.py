@@ -147,11 +147,19 @@ def test_emit_validates_and_lists_the_jobs(demo: tuple[Path, str], tmp_path: Pat
         assert {k: v["default"] for k, v in inputs.items()} == {"stack": "demo", "revision": "1", "tree": tree,
                                                                  "onto": "main"}
         assert any(s.get("uses", "").startswith("actions/cache@") for s in jobs["build"]["steps"])
+        for name, job in jobs.items():     # every job sets series up before it runs it
+            runs = [str(s.get("run", "")) for s in job["steps"]]
+            first = next(i for i, r in enumerate(runs) if ".venv/bin/series" in r)
+            assert "tools/setup" in runs[:first], name
+        for name in ("checks", "build", "test"):   # the build sandbox may make user namespaces
+            assert any("apparmor_restrict_unprivileged_userns" in str(s.get("run", "")) for s in jobs[name]["steps"])
     else:
         assert y["build"]["parallel"]["matrix"] == [{"PATCH": ["1", "2", "3"]}]
         assert y["test"]["parallel"]["matrix"] == [{"SUITE": ["uffd-unit-tests", "uffd-move-tests"]}]
         assert y["variables"]["ONTO"]["value"] == "main" and "cache" in y["build"]
         assert y["merge"]["artifacts"]["reports"]["junit"] == "merged/junit.xml"
+        for name in ("checks", "build", "test", "merge"):
+            assert "tools/setup" in (y[name].get("before_script") or y["default"]["before_script"]), name
     assert "--build-patch" in text and "series ci --merge shards/* -o merged" in text
 
 

@@ -521,3 +521,26 @@ def test_check_and_apply_json_contract(debian_trees, uffd_workspace: Path) -> No
                                    cwd=uffd_workspace), "unknown ref" if bad != "v0" else None)
     _assert_refused(run_series("ci", "uffd-move", "v2", "--onto", "nosuchref", "--tree", "debian",
                                "--stages", "apply", cwd=uffd_workspace), "unknown ref")
+
+
+# ---------------------------------------------------------------------------------
+# Ctrl-C that Python wrapped: a KeyboardInterrupt while a class is being made
+# (dataclass fields' __set_name__, at import) reaches the CLI as a RuntimeError.
+
+@pytest.mark.parametrize("where", ["command", "import"])
+def test_wrapped_ctrl_c_is_an_interruption(workspace: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    import series.cli as cli
+    from series.commands import list as list_cmd
+
+    def wrapped(*_a: object, **_k: object) -> int:
+        class Field:
+            def __set_name__(self, owner: type, name: str) -> None:
+                raise KeyboardInterrupt
+        type("Revision", (), {"prefixes": Field()})     # RuntimeError: Error calling __set_name__ ...
+        return 0
+    if where == "command":
+        monkeypatch.setattr(list_cmd, "run", wrapped)
+    else:
+        monkeypatch.setattr(cli, "build_parser", wrapped)
+    r = run_series("list", cwd=workspace)
+    assert (r.rc, r.err) == (130, "series: interrupted\n"), (r.rc, r.err)

@@ -17,6 +17,7 @@ the interpreter's start, which is Python's, not series').
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, git, repo_state
-from mailfactory import patch_mail, series_mails, write_mbox
+from mailfactory import series_mails, write_mbox
 from safety import MEMORY_CAP, SmallStack, cache_problems, held_locks, small_stack, store_state
 
 pytestmark = pytest.mark.slow
@@ -396,31 +397,222 @@ def test_ci_interrupted_at_each_stage(ci_ws: dict, stage: str, sig: signal.Signa
     assert "prunable" not in git(repo, "worktree", "list", "--porcelain")
 
 
-_KILL_BEFORE_MANIFEST = r"""
-import os, signal, sys
-import series.stacks.respin as respin
+_KILL_AT = r"""
+import importlib, os, signal, sys
+module, name = sys.argv[1].rsplit(".", 1)
 def killed(*a, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
-respin._manifest_append = killed
-sys.argv = ["series", *sys.argv[1:]]
+setattr(importlib.import_module(module), name, killed)
+sys.argv = ["series", *sys.argv[2:]]
 from series.cli import entry
 entry()
 """
 
+# Where `series record` is killed: after the new copy is complete but before it is
+# v2/; once it is v2/ but before the manifest lists it; after the manifest, before
+# the edit is closed.
+KILL_POINTS = ["series.stacks.revdir._finish", "series.stacks.revdir._manifest_append",
+               "series.stacks.respin.close_edit"]
 
-@pytest.mark.xfail(strict=True, reason="series record: a kill between the new revision's directory and its "
-                                       "manifest entry leaves v2 unlisted, and the next record refuses "
-                                       "(reported to the author of record; remove this mark with the fix)")
-def test_record_killed_between_its_revision_and_its_manifest_entry(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("point", KILL_POINTS, ids=["before-swap", "before-manifest", "before-close"])
+@pytest.mark.parametrize("next_cmd", ["record", "show"])
+def test_record_killed_between_its_revision_and_its_manifest_entry(tmp_path: Path, point: str,
+                                                                   next_cmd: str) -> None:
+    """A kill at each step after v2's copy is complete: the next run of any command
+    that loads the stack (a reader, `show`, as well as a writer) finishes it; v2 is
+    then listed in the manifest, and the next `series record` closes the edit."""
     st = small_stack(tmp_path / "s", n=4)
     r = st.series("edit", "demo", "--onto", "main", "--json")
     assert r.rc == 0, r.err
     wt = Path(r.json["worktree"])
     (wt / "mm" / "demo3.c").write_text((wt / "mm" / "demo3.c").read_text() + "int demo3_extra;\n")
     git(wt, "commit", "-qam", "demo: a fixup")
-    p = subprocess.run([sys.executable, "-c", _KILL_BEFORE_MANIFEST, "-C", str(st.ws), "record", "demo"],
+    p = subprocess.run([sys.executable, "-c", _KILL_AT, point, "-C", str(st.ws), "record", "demo"],
                        capture_output=True, text=True, env={**os.environ, **st.env()}, timeout=300)
     assert p.returncode == -signal.SIGKILL, p.stderr
-    r = st.series("record", "demo")          # the next run finishes it (or there was nothing to finish)
-    manifest = (st.ws / "patches" / "demo" / "stack.toml").read_text()
+    stack_dir = st.ws / "patches" / "demo"
+    r = st.series(next_cmd, "demo")
+    assert r.rc == 0, r.err
+    manifest = (stack_dir / "stack.toml").read_text()
     assert "version = 2" in manifest and set(store_state(st.ws, "demo")) == {1, 2}, (r.rc, r.err)
+    assert sorted(x.name for x in stack_dir.iterdir() if x.name.startswith(".")) == []
+    assert not list(stack_dir.glob("v*/.pending.toml"))
+    if next_cmd == "record":
+        assert "already recorded demo v2" in r.out and "closed the edit" in r.out, r.out
+        assert not wt.exists()
+    else:                                 # a reader finished the store; the edit is closed by the next record
+        r = st.series("record", "demo")
+        assert r.rc == 0 and "already recorded demo v2" in r.out, (r.rc, r.err)
+    assert not wt.exists()
+    r = st.series("record", "demo")
+    assert r.rc == 1 and "no edit of demo is open" in r.err, "the edit stayed open"
+    assert (stack_dir / "stack.toml").read_text().count("version = 2") == 1
+    assert set(store_state(st.ws, "demo")) == {1, 2}
+
+
+def _listed_and_on_disk(stack_dir: Path) -> tuple[set[int], set[int]]:
+    """(versions stack.toml lists, versions with a v<N>/ directory)."""
+    import tomllib
+    data = tomllib.loads((stack_dir / "stack.toml").read_text())
+    listed = {int(r["version"]) for r in data.get("revisions", [])}
+    on_disk = {int(d.name[1:]) for d in stack_dir.iterdir() if d.is_dir() and re.fullmatch(r"v\d+", d.name)}
+    return listed, on_disk
+
+
+# Where `series import` of a new revision is killed: after its complete copy is in
+# place as `.v2.incoming-new/` but before it is v2/; once it is v2/ (its old copy,
+# if any, not yet settled); right before the manifest is written; after it, before
+# the revision's `.pending.toml` is removed.
+IMPORT_KILL_POINTS = ["series.stacks.revdir._finish", "series.stacks.revdir._settle",
+                      "series.stacks.importer.atomic_write_text", "series.stacks.revdir.complete"]
+IMPORT_KILL_IDS = ["before-swap", "after-swap", "before-manifest", "after-manifest"]
+
+
+@pytest.mark.parametrize("point", IMPORT_KILL_POINTS, ids=IMPORT_KILL_IDS)
+@pytest.mark.parametrize("next_cmd", ["import", "show", "list"])
+def test_import_killed_between_its_revision_and_its_manifest_entry(tmp_path: Path, point: str,
+                                                                   next_cmd: str) -> None:
+    """`series import` of v2 into a stack that has v1, killed at each step between
+    v2's swap and its manifest entry: the next run of a writer (`import`) or of a
+    reader (`show`, `list`) leaves the store old or new, v2 listed in stack.toml if
+    and only if v2/ exists; a re-import then reaches the new state (and says so)."""
+    st = small_stack(tmp_path / "s", versions=(1, 2), n=4)
+    stack_dir = st.ws / "patches" / "demo"
+    old = store_state(st.ws, "demo")
+    args = ["import", "demo", "--mbox", str(st.mboxes[2])]
+    p = subprocess.run([sys.executable, "-c", _KILL_AT, point, "-C", str(st.ws), *args],
+                       capture_output=True, text=True, env={**os.environ, **st.env()}, timeout=300)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+    r = st.series(*{"import": args, "show": ["show", "demo"], "list": ["list"]}[next_cmd])
+    assert r.rc == 0, r.err
+    listed, on_disk = _listed_and_on_disk(stack_dir)
+    assert listed == on_disk, f"stack.toml lists {sorted(listed)}, the directories are {sorted(on_disk)}"
+    now = store_state(st.ws, "demo")
+    assert now == old or (set(now) == {1, 2} and now[1] == old[1] and len(now[2]) == 4), \
+        "the store is neither old nor new"
+    r = st.series(*args)
+    assert r.rc == 0, r.err
+    assert _listed_and_on_disk(stack_dir) == ({1, 2}, {1, 2})
+    assert (stack_dir / "stack.toml").read_text().count("version = 2") == 1
+    assert sorted(x.name for x in stack_dir.iterdir() if x.name.startswith(".")) == []
+    assert not list(stack_dir.glob("v*/.pending.toml"))
+    now = store_state(st.ws, "demo")
+    assert set(now) == {1, 2} and now[1] == old[1] and len(now[2]) == 4
+    r = st.series(*args)
+    assert r.rc == 0 and "v2: unchanged" in r.out, (r.out, r.err)
+
+
+@pytest.mark.parametrize("point", IMPORT_KILL_POINTS[1:3], ids=IMPORT_KILL_IDS[1:3])
+def test_import_create_killed_before_the_manifest(tmp_path: Path, point: str) -> None:
+    """`series import --create` of a new stack, killed once v1/ is in place but
+    before stack.toml exists: the next import (with or without --create) writes
+    the manifest, and the stack is listed with v1."""
+    st = small_stack(tmp_path / "s", versions=(1,), n=4, import_versions=())
+    stack_dir = st.ws / "patches" / "demo"
+    args = ["import", "demo", "--mbox", str(st.mboxes[1])]
+    p = subprocess.run([sys.executable, "-c", _KILL_AT, point, "-C", str(st.ws), *args, "--create"],
+                       capture_output=True, text=True, env={**os.environ, **st.env()}, timeout=300)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+    assert not (stack_dir / "stack.toml").exists()
+    r = st.series(*args)
+    assert r.rc == 0, r.err
+    assert _listed_and_on_disk(stack_dir) == ({1}, {1})
+    assert not list(stack_dir.glob("v*/.pending.toml"))
+    r = st.series("list")
+    assert r.rc == 0 and "demo" in r.out, (r.out, r.err)
+    assert len(store_state(st.ws, "demo")[1]) == 4
+
+
+@pytest.mark.parametrize("fault", ["ENOSPC", "Ctrl-C"])
+def test_import_failing_at_its_manifest_takes_its_revision_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 fault: str) -> None:
+    """Not killed but failed at the manifest write (a full disk, a Ctrl-C): v2/
+    is in place but stack.toml does not list it, so the import takes v2 back
+    before it ends: the store is in the old state at once, and nothing is left
+    for the next run to finish."""
+    import errno
+    from series.stacks import importer
+    st = small_stack(tmp_path / "s", versions=(1, 2), n=4)
+    stack_dir = st.ws / "patches" / "demo"
+    old, manifest = store_state(st.ws, "demo"), (stack_dir / "stack.toml").read_text()
+
+    def failing(path: Path, text: str) -> None:
+        assert (stack_dir / "v2" / ".pending.toml").is_file()     # the fault lands after the swap
+        if fault == "ENOSPC":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        raise KeyboardInterrupt
+    monkeypatch.setattr(importer, "atomic_write_text", failing)
+    args = ["import", "demo", "--mbox", str(st.mboxes[2])]
+    r = st.series(*args)
+    assert r.rc != 0 and "Traceback" not in r.err, (r.rc, r.err)
+    assert _listed_and_on_disk(stack_dir) == ({1}, {1})
+    assert sorted(x.name for x in stack_dir.iterdir() if x.name.startswith(".")) == []
+    assert (stack_dir / "stack.toml").read_text() == manifest and store_state(st.ws, "demo") == old
+    monkeypatch.undo()
+    r = st.series(*args)
+    assert r.rc == 0 and "v2: created" in r.out, (r.out, r.err)
+    assert _listed_and_on_disk(stack_dir) == ({1, 2}, {1, 2})
+
+
+# ---------------------------------------------------------------------------- Ctrl-C at start-up
+# Python installs its own SIGINT handler (KeyboardInterrupt) before site, the .pth
+# files and the script run: a Ctrl-C in a command's first milliseconds met it and
+# ended in a traceback (or "Fatal Python error: init_sys_streams").  tools/setup's
+# `series` script has env(1) start Python with SIGINT blocked and takes it first.
+
+def _setup_script(dest: Path) -> Path:
+    """The `series` script as tools/setup writes it (its block run with the checkout
+    as `top` and `dest` as the directory holding .venv/bin/)."""
+    (dest / ".venv" / "bin").mkdir(parents=True)
+    block = subprocess.run(["sed", "-n", "/^venv_py=/,/^fi$/p", str(REPO / "tools" / "setup")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "series.tmp" in block, "tools/setup has no block writing the series script"
+    subprocess.run(["bash", "-c", f'set -euo pipefail; top="$1"; {block}', "setup", str(REPO)], cwd=dest, check=True)
+    script = dest / ".venv" / "bin" / "series"
+    assert script.is_file(), "tools/setup wrote no series script (env --block-signal missing?)"
+    return script
+
+
+def _early_sigint_sweep(script: Path, ws: Path, delays: list[float], env: dict[str, str]) -> tuple[list[str], int]:
+    """SIGINT `script -C ws list` after each delay.  Returns the outcomes that are
+    not one of: killed by SIGINT before Python ran (silent), `series: interrupted`
+    and 130, the complete run (exit 0); and how many were `series: interrupted`."""
+    bad, interrupted = [], 0
+    for d in delays:
+        p = subprocess.Popen([str(script), "-C", str(ws), "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+        time.sleep(d)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        ok = ((p.returncode == -signal.SIGINT and err == "") or
+              (p.returncode == 130 and err == "series: interrupted\n") or
+              (p.returncode == 0 and err == "" and out == "no stacks\n"))
+        interrupted += p.returncode == 130
+        if not ok:
+            bad.append(f"{d * 1000:.1f} ms: exit {p.returncode}: {err[-300:]!r}")
+    return bad, interrupted
+
+
+def test_ctrl_c_in_the_first_milliseconds(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "patches").mkdir(parents=True)
+    (ws / "series.toml").write_text('[workspace]\nname = "t"\n')
+    env = {k: v for k, v in os.environ.items() if k != "SERIES_DEBUG"}
+    env["SERIES_CACHE"] = str(tmp_path / "cache")
+    ours = _setup_script(tmp_path / "setup")
+    # The delays cover a whole run of the command, whatever the machine's load.
+    took = []
+    for _ in range(3):
+        t = time.monotonic()
+        assert subprocess.run([str(ours), "-C", str(ws), "list"], env=env, capture_output=True).returncode == 0
+        took.append(time.monotonic() - t)
+    whole = sorted(took)[1]
+    delays = [whole * k / 40 for k in range(41)] * 2
+    # pip's own script as a control shows the gap only now and then (it depends on the load), so
+    # it is not asserted here: bench/early-sigint --pip measures it; the lines below fail when
+    # the script's blocking or its handler is taken out (tried).
+    bad, interrupted = _early_sigint_sweep(ours, ws, delays, env)
+    assert bad == []
+    # A Ctrl-C is not lost either (SIGINT left blocked would end every run in exit 0).
+    assert interrupted >= len(delays) // 4, f"only {interrupted} of {len(delays)} runs were interrupted"

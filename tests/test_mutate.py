@@ -134,6 +134,24 @@ def test_find_targets_named_functions(tmp_path: Path) -> None:
         find_targets(tmp_path, changes, ["nope"])
 
 
+def test_select_only_runs_the_given_ids_in_order(tmp_path: Path) -> None:
+    from series.errors import UserError
+    from series.mutate.engine import select
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm" / "a.c").write_text(C)
+    everything = select(tmp_path, {}, ["mm/a.c:my_check"], OPERATORS, 0, None, None)
+    ids = [m.id for m in everything.chosen]
+    assert len(ids) > 3
+    pick = [ids[3], ids[1]]
+    got = select(tmp_path, {}, ["mm/a.c:my_check"], OPERATORS, 0, None, None, only=pick)
+    assert [m.id for m in got.chosen] == [ids[1], ids[3]]          # the seeded order, not the given one
+    assert len(got.generated) == len(ids)
+    assert [m.id for m in select(tmp_path, {}, ["mm/a.c:my_check"], OPERATORS, 0, 1, None,
+                                 only=pick).chosen] == [ids[1]]
+    with pytest.raises(UserError, match="--only: no mutant 000000000000"):
+        select(tmp_path, {}, ["mm/a.c:my_check"], OPERATORS, 0, None, None, only=[ids[0], "000000000000"])
+
+
 # -- each operator ----------------------------------------------------------------------
 def test_delete_statement(muts: list[Mutant]) -> None:
     got = {tuple(diff_of(C, m)) for m in only(muts, "delete-stmt")}
@@ -304,7 +322,7 @@ def test_run_page_shows_survivor_diffs(tmp_path: Path) -> None:
 def test_cli_refuses_bad_options_before_any_work(workspace: Path) -> None:
     from conftest import run_series
     for args, msg in ((["--max", "0"], "--max"), (["--operators", "nope"], "unknown operator"),
-                      (["--functions", ","], "--functions")):
+                      (["--functions", ","], "--functions"), (["--only", ","], "--only")):
         r = run_series("-C", str(workspace), "mutate", "st", *args)
         assert r.rc == 1 and msg in r.err and "Traceback" not in r.err, (args, r.err)
 
@@ -339,14 +357,23 @@ def test_mutate_e2e_two_mutants_killed_and_resumed(tmp_path: Path, session_cache
         "Date: Mon, 1 Jan 2024 00:01:00 +0000\nSubject: [PATCH] mm: userfaultfd: a comment\n"
         "Message-ID: <mut-1@series.invalid>\n\nA comment.\n\nSigned-off-by: Series Test <test@series.invalid>\n"
         f"---\ndiff --git a/mm/userfaultfd.c b/mm/userfaultfd.c\n{diff}--\n2.39.0\n\n")
-    r = run_series("-C", str(ws), "import", "mut", "--mbox", str(ws / "mut.mbox"), "--create", env=env)
+    from conftest import unique_name
+    stack = unique_name("mut")      # a fresh mutate state, also in a reused test cache
+    r = run_series("-C", str(ws), "import", stack, "--mbox", str(ws / "mut.mbox"), "--create", env=env)
     assert r.rc == 0, r.err
     # every negated check of validate_move_areas() refuses a valid move: both mutants must be killed
-    args = ("-C", str(ws), "mutate", "mut", "--onto", "debian/6.12", "--tree", "debian",
+    args = ("-C", str(ws), "mutate", stack, "--onto", "debian/6.12", "--tree", "debian",
             "--operators", "negate-cond", "--max", "2", "--json")
+    # --list: the mutants the run is about to try, in its order, nothing built
+    r = run_series(*args, "--list", env=env)
+    assert r.rc == 0, r.err
+    listed = json.loads(r.out)
+    assert listed["generated"] == 6 and len(listed["mutants"]) == 2
     r = run_series(*args, env=env)
     assert r.rc == 0, r.err
     out = json.loads(r.out)
+    assert [m["id"] for m in out["mutants"]] == [m["id"] for m in listed["mutants"]]
+    assert [m["diff"] for m in out["mutants"]] == [m["diff"] for m in listed["mutants"]]
     assert out["targets"] == [{"file": "mm/userfaultfd.c", "functions": ["validate_move_areas"]}]
     assert out["generated"] == 6 and out["resumed"] == 0
     assert len(out["mutants"]) == 2
@@ -364,4 +391,10 @@ def test_mutate_e2e_two_mutants_killed_and_resumed(tmp_path: Path, session_cache
     assert r.rc == 0, r.err
     again = json.loads(r.out)
     assert again["resumed"] == 2
+    # with a kernel built, --list knows what the build compiles, and picks the same
+    r = run_series(*args, "--list", "--max", "6", env=env)
+    assert r.rc == 0, r.err
+    full = json.loads(r.out)
+    assert full["compiled_checked"] is True
+    assert [m["id"] for m in full["mutants"]][:2] == [m["id"] for m in out["mutants"]] and len(full["mutants"]) == 6
     assert [(m["id"], m["status"]) for m in again["mutants"]] == [(m["id"], m["status"]) for m in out["mutants"]]

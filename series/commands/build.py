@@ -40,7 +40,15 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cc", metavar="CMD", default="gcc",
                    help="the compiler, passed to make as CC= (e.g. 'distcc gcc' or 'icecc gcc' to spread compiles; "
                         "behind ccache when installed, through CCACHE_PREFIX)")
+    add_no_sandbox(p)
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+
+
+def add_no_sandbox(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                   help="run make and the suites' compile without the bwrap sandbox (which gives them no network "
+                        "and lets them write only in the build directory, the worktree and ccache's store): "
+                        "for a tree the sandbox cannot see, or to debug a build")
 
 
 def options(args: argparse.Namespace, cmd: str) -> "Options":
@@ -54,9 +62,9 @@ def options(args: argparse.Namespace, cmd: str) -> "Options":
         [a for c in (args.config or []) for a in ("--config", c)] + \
         (["--suites", args.suites] if args.suites is not None else []) + \
         (["--per-patch"] if getattr(args, "per_patch", False) else []) + (["--rebuild"] if args.rebuild else []) + \
-        (["--cc", args.cc] if args.cc != "gcc" else [])
+        (["--cc", args.cc] if args.cc != "gcc" else []) + ([] if args.sandbox else ["--no-sandbox"])
     return Options(onto=args.onto, tree=args.tree, jobs=args.jobs, suites=suites, config=args.config, argv=argv,
-                   rebuild=args.rebuild, cc=args.cc)
+                   rebuild=args.rebuild, cc=args.cc, sandbox=args.sandbox)
 
 
 def build_json(r: "Run") -> dict[str, Any]:

@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "toolchain (else reported `cached`)")
     p.add_argument("--cc", metavar="CMD", default="gcc",
                    help="the compiler, passed to make as CC= (e.g. 'distcc gcc'; behind ccache through CCACHE_PREFIX)")
+    from .build import add_no_sandbox
+    add_no_sandbox(p)
     p.add_argument("--boot-timeout", type=float, default=600.0, metavar="S", help="whole-boot limit in seconds (default 600)")
     p.add_argument("--build-patch", metavar="LIST",
                    help="build the base and only these patches (comma-separated; a shard of a pipeline)")
@@ -76,6 +78,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UserError("--all runs every revision: give no revision with it")
     if sum(map(bool, (args.all, args.emit, args.merge))) > 1:
         raise UserError("--all, --emit and --merge go alone")
+    if args.onto is not None and not args.onto.strip():
+        raise UserError("--onto needs a ref (it is empty)")
+    if args.tree is not None and not args.tree.strip():
+        raise UserError("--tree needs a name (it is empty)")
     if args.merge:
         return _merge(args, ctx)
     if args.emit:
@@ -93,9 +99,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         (["--onto", args.onto] if args.onto else []) + (["--tree", args.tree] if args.tree else []) + \
         (["--stages", args.stages] if args.stages else []) + (["--suites", args.suites] if args.suites else []) + \
         (["--top-only"] if args.top_only else []) + (["--rebuild"] if args.rebuild else []) + \
-        (["--cc", args.cc] if args.cc != "gcc" else []) + (["--build-patch", args.build_patch] if build_only else [])
+        (["--cc", args.cc] if args.cc != "gcc" else []) + (["--build-patch", args.build_patch] if build_only else []) + \
+        ([] if args.sandbox else ["--no-sandbox"])
     opts = Options(onto=args.onto, tree=args.tree, per_patch=not args.top_only, boot_timeout_s=args.boot_timeout,
-                   suites=suites, argv=argv, rebuild=args.rebuild, cc=args.cc, build_only=build_only)
+                   suites=suites, argv=argv, rebuild=args.rebuild, cc=args.cc, build_only=build_only,
+                   sandbox=args.sandbox)
     if args.all:
         return _run_all(args, ctx, stages, opts)
     return _run_one(args, ctx, stages, opts)
@@ -223,15 +231,44 @@ def _unrunnable(ws: "Workspace", stack: "Stack", rev: "Revision", opts: "Options
 
 
 def _run_all(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "Options") -> int:
+    """Every revision under one hold of the stack's lock: a stack that another run
+    (an import, a fetch, a ci) holds is refused as busy before any revision runs,
+    as a single run would be, and none of its revisions is reported for it; no
+    other writer gets in between two revisions either."""
+    from ..fsutil import exclusive_lock
+    from ..stacks.store import load_stack
+    ws = ctx.ws
+    name = args.stack or ws.config.get("ci", {}).get("stack")
+    if not name:
+        raise UserError("no stack given (and no [ci] stack in series.toml)")
+    load_stack(ws, name)        # an unknown stack is refused before a lock file is made for it
+    _check_common(ctx, stages, opts)
+    with exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"):
+        return _run_all_locked(args, ctx, stages, opts, name)
+
+
+def _check_common(ctx: Context, stages: list[str], opts: "Options") -> None:
+    """What every revision of `--all` would be refused for (an unknown --tree, an
+    --onto that is no ref of the tree) is the user's mistake, refused once (exit
+    1), not reported as every revision `skip`.  A revision's own problems (its
+    recorded base, an incomplete import) stay that revision's `skip`."""
+    from ..pipeline import resolve_tree
+    from ..pipeline.stages import NEEDS_TREE, closure
+    from ..trees import load_tree, resolve_ref
+    ws = ctx.ws
+    if {s.name for s in closure(stages)} & NEEDS_TREE and opts.onto:
+        resolve_ref(resolve_tree(ws, opts.tree, opts.onto, ctx.info), opts.onto)
+    elif opts.tree is not None:
+        load_tree(ws, opts.tree)
+
+
+def _run_all_locked(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "Options", name: str) -> int:
     from ..fsutil import atomic_write_json, atomic_write_text
     from ..pipeline import prepare
     from ..pipeline.progress import progress
     from ..pipeline.stages import closure, execute
     from ..stacks.store import load_stack
     ws = ctx.ws
-    name = args.stack or ws.config.get("ci", {}).get("stack")
-    if not name:
-        raise UserError("no stack given (and no [ci] stack in series.toml)")
     stack = load_stack(ws, name)
     revs = sorted(stack.revisions, key=lambda r: r.version)
     if not revs:
@@ -255,7 +292,8 @@ def _run_all(args: argparse.Namespace, ctx: Context, stages: list[str], opts: "O
                                    f"--revision {rev.version} (or series import)", out, say)
             else:
                 try:
-                    run_ = prepare(ws, "ci", stack.name, str(rev.version), opts, stages=stages, out=out, say=say)
+                    run_ = prepare(ws, "ci", stack.name, str(rev.version), opts, stages=stages, out=out, say=say,
+                                   locked=True)
                 except UserError as e:
                     run_ = _unrunnable(ws, stack, rev, opts, stages, f"cannot run: {e}", out, say)
                 else:

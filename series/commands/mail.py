@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _base_ref(ws: "Workspace", stack: str, rev_base: str | None, arg: str | None) -> str:
+    from ..errors import UserError
+    if arg is not None and not arg.strip():
+        raise UserError("--base needs a ref (it is empty)")
     if arg:
         return arg
     if rev_base:
@@ -45,7 +48,6 @@ def _base_ref(ws: "Workspace", stack: str, rev_base: str | None, arg: str | None
     ci = ws.config.get("ci", {})
     if ci.get("stack") == stack and ci.get("onto"):
         return str(ci["onto"])
-    from ..errors import UserError
     raise UserError(f"{stack}: the revision records no base; pass --base REF")
 
 

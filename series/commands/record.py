@@ -30,7 +30,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..workspace import check_stack_name
     ws = ctx.ws
     check_stack_name(args.stack)
-    with stack_write_lock(ws, args.stack):
+    with stack_write_lock(ws, args.stack) as recovered:
         out = respin.record(ws, args.stack, worktree=args.worktree, keep_trailers=args.keep_trailers, say=ctx.info)
+    out.notes[:0] = recovered
     ctx.emit(out.to_json(), out.text())
     return 0

@@ -27,10 +27,10 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InfraError, StageFailed, UserError
 from ..fsutil import atomic_write_json, atomic_write_text
@@ -38,6 +38,12 @@ from ..patch import FileChange, Patch
 from .cfuncs import by_name, touched_functions
 from .judge import judge
 from .operators import OPERATORS, Mutant, mutants_of, order
+
+if TYPE_CHECKING:
+    from ..cache import Cache
+    from ..git import Git
+    from ..stages.build import BuildDir
+    from ..suites import BuiltSuite
 
 SCHEMA = 1
 Say = Callable[[str], None]
@@ -105,41 +111,100 @@ def generate(src: Path, targets: Sequence[Target], operators: Sequence[str] = OP
     return out
 
 
+@dataclass
+class Selection:
+    targets: list[Target]          # the functions mutated, per file the kernel build compiles
+    outside: list[str]             # touched files it does not compile (not mutated)
+    generated: list[Mutant]        # every mutant, in the seeded order
+    chosen: list[Mutant]           # the first --max of them (of the --only ids, when given)
+
+
+def select(src: Path, changes: dict[str, list[FileChange]], functions: Sequence[str] | None,
+           operators: Sequence[str], seed: int, max_n: int | None,
+           compiled: Callable[[str], bool] | None, only: Sequence[str] | None = None) -> Selection:
+    """The mutants a run tries, in its order: one code path for `series mutate`,
+    its `--list` and bench/mutants' evaluation set.  `compiled(file)` says
+    whether the kernel build compiles a file (None: not known, all kept).
+    `only`: just the mutants with these ids (in the seeded order); an id that
+    is not among the generated mutants is a UserError."""
+    found = find_targets(src, changes, functions)
+    targets = [t for t in found if compiled is None or compiled(t.file)]
+    generated = order(generate(src, targets, operators), seed)
+    pool = generated
+    if only is not None:
+        missing = sorted(set(only) - {m.id for m in generated})
+        if missing:
+            raise UserError(f"--only: no mutant {', '.join(missing)} among the {len(generated)} generated "
+                            "(same --functions and --operators as the run that listed it?)")
+        pool = [m for m in generated if m.id in set(only)]
+    return Selection(targets, [t.file for t in found if t not in targets], generated,
+                     pool[:max_n] if max_n is not None else pool)
+
+
+def sources_at(git: "Git", commit: str, paths: Iterable[str], dest: Path) -> None:
+    """Write each path's content at `commit` (git show) under dest, byte for byte
+    (a path absent there is left out): generation without a worktree."""
+    for p in sorted(set(paths)):
+        proc = git.run_proc("show", f"{commit}:{p}")
+        if proc.returncode == 0:
+            (dest / p).parent.mkdir(parents=True, exist_ok=True)
+            (dest / p).write_bytes(proc.stdout)
+
+
 # -- the source is always restored ---------------------------------------------------
 def _marker(build_root: Path) -> Path:
     return build_root / "mutating.json"
 
 
+def _saved(build_root: Path, k: int) -> Path:
+    return build_root / f"mutating.orig.{k}"
+
+
 def undo_stale(build_root: Path, src: Path) -> str | None:
-    """Put back a file an interrupted run left mutated; the file's name, or None."""
+    """Put back the files an interrupted run left mutated; their names, or None."""
     marker = _marker(build_root)
     if not marker.is_file():
         return None
     d = json.loads(marker.read_text())
-    saved = build_root / "mutating.orig"
-    if saved.is_file():
-        shutil.copyfile(saved, src / d["file"])
-        saved.unlink()
+    # {"files": [...]} with mutating.orig.<k>; a marker of an older series: {"file": F}, mutating.orig
+    pairs = ([(str(f), _saved(build_root, k)) for k, f in enumerate(d["files"])] if "files" in d
+             else [(str(d["file"]), build_root / "mutating.orig")])
+    for f, saved in pairs:
+        if saved.is_file():
+            shutil.copyfile(saved, src / f)
+            saved.unlink()
     marker.unlink()
-    return str(d["file"])
+    return ", ".join(f for f, _ in pairs)
+
+
+@contextlib.contextmanager
+def mutated_files(build_root: Path, src: Path, mid: str, texts: dict[str, str],
+                  originals: dict[str, str] | None = None) -> Iterator[None]:
+    """`texts` (file -> mutated text) written into src for the duration of the
+    block, the originals back afterwards, whatever happens (Ctrl-C included); a
+    marker and a copy of each original let the next run undo a mutation a
+    killed process left."""
+    files = sorted(texts)
+    orig = {f: (originals or {}).get(f) or (src / f).read_text(errors="surrogateescape") for f in files}
+    for k, f in enumerate(files):
+        _saved(build_root, k).write_text(orig[f], errors="surrogateescape")
+    atomic_write_json(_marker(build_root), {"files": files, "mutant": mid})
+    try:
+        for f in files:
+            (src / f).write_text(texts[f], errors="surrogateescape")
+        yield
+    finally:
+        for k, f in enumerate(files):
+            (src / f).write_text(orig[f], errors="surrogateescape")
+            _saved(build_root, k).unlink(missing_ok=True)
+        _marker(build_root).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def mutated(build_root: Path, src: Path, m: Mutant, original: str) -> Iterator[None]:
-    """The mutant written into src for the duration of the block, the original
-    back afterwards, whatever happens (Ctrl-C included); a marker and a copy of
-    the original let the next run undo a mutation a killed process left."""
-    saved = build_root / "mutating.orig"
-    saved.write_text(original, errors="surrogateescape")
-    atomic_write_json(_marker(build_root), {"file": m.file, "mutant": m.id})
-    target = src / m.file
-    try:
-        target.write_text(m.apply(original), errors="surrogateescape")
+    """One generated mutant written into src for the block (mutated_files)."""
+    with mutated_files(build_root, src, m.id, {m.file: m.apply(original)}, {m.file: original}):
         yield
-    finally:
-        target.write_text(original, errors="surrogateescape")
-        saved.unlink(missing_ok=True)
-        _marker(build_root).unlink(missing_ok=True)
 
 
 def objdump(obj: Path) -> str | None:
@@ -256,6 +321,7 @@ def html_report(summary: dict[str, Any], records: Sequence[dict[str, Any]], suit
 class Options:
     functions: list[str] | None = None
     max: int | None = None
+    only: list[str] | None = None          # --only: these mutant ids
     seed: int = 0
     jobs: int | None = None
     test_timeout_s: int = 30
@@ -281,11 +347,135 @@ def load_equivalent(path: Path) -> dict[str, str]:
     return out
 
 
+# -- one mutant tried against the unmutated kernel (series mutate and bench/mutants) ----
+def object_of(path: str) -> str:
+    """The object file make builds from a C file (mm/x.c -> mm/x.o)."""
+    return path[:-2] + ".o"
+
+
+@dataclass
+class Bed:
+    """The unmutated kernel mutants are tried against: the build directory (its
+    worktree is written, its obj/ rebuilt; the caller holds its lock), the
+    suites as built, per suite what its boot of the unmutated kernel passed
+    (`baseline[suite]`: pass, fail, boot_s), and the unmutated objects'
+    disassembly (`base_objects`)."""
+    bd: "BuildDir"
+    built: dict[str, "BuiltSuite"]
+    cache: "Cache"
+    opts: Options
+    say: Say
+    baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
+    base_objs: dict[str, str | None] = field(default_factory=dict)
+    accel: str | None = None
+
+    @property
+    def suites(self) -> list[str]:
+        return list(self.built)
+
+
+def boot_baseline(bed: Bed, bz: Path, suite: str, work_dir: Path) -> dict[str, Any]:
+    """Boot the unmutated kernel with one suite: what passes and fails, and how
+    long the boot took.  A kernel problem there makes every verdict meaningless."""
+    from ..stages.boot import boot_and_test
+    bed.say(f"baseline: booting the unmutated kernel with {suite}")
+    br = boot_and_test(bz, [bed.built[suite]], work_dir=_fresh(work_dir), cache=bed.cache, accel=bed.accel,
+                       test_timeout_s=bed.opts.test_timeout_s, boot_timeout_s=bed.opts.boot_timeout_s)
+    bed.accel = br.accel
+    if br.problems:
+        raise StageFailed(f"the unmutated kernel has a problem under {suite}: "
+                          f"{', '.join(p.kind for p in br.problems)} ({br.log})")
+    return {"pass": sorted(t.name for t in br.tests if t.status == "pass"),
+            "fail": sorted(t.name for t in br.tests if t.status == "fail"),
+            "boot_s": round(br.stage.duration_s, 1)}
+
+
+def base_objects(bed: Bed, files: Iterable[str], log_dir: Path) -> None:
+    """Compile the unmutated objects of `files` now (an interrupted run may have
+    left a mutant's in obj/) and keep their disassembly; a file whose object
+    the kernel build does not make is recorded as None (its mutants: `not built`)."""
+    from ..stages.build import build_kernel
+    bd = bed.bd
+    for f in sorted(set(files) - set(bed.base_objs)):
+        if not (bd.obj / object_of(f)).is_file():
+            bed.base_objs[f] = None
+            continue
+        step = build_kernel(bd.src, bd.obj, log=log_dir / ("object-" + f.replace("/", "-") + ".log"),
+                            jobs=bed.opts.jobs, target=object_of(f), tc=bd.toolchain)
+        if not step.ok:
+            raise StageFailed(f"the unmutated {f} does not compile: {'; '.join(step.error_lines[:2])}")
+        bed.base_objs[f] = objdump(bd.obj / object_of(f))
+
+
+def try_mutant(bed: Bed, mid: str, texts: dict[str, str], logs: Path) -> dict[str, Any]:
+    """One mutant (`texts`: file -> mutated text) written into the worktree;
+    `make FILE.o` for each file: not compiling, or the same `objdump -d` as
+    unmutated, is a skip; else `make bzImage`, the source restored at once, and
+    one boot per suite judged against that suite's baseline.  Returns the
+    verdict: status (killed|survived|skipped), reason_kind and reason of a
+    skip, build_s, and per suite the judge's verdict and the boot's log."""
+    from ..stages.boot import boot_and_test
+    from ..stages.build import build_kernel, bzimage_path
+    bd, opts = bed.bd, bed.opts
+    files = sorted(texts)
+    missing = [f for f in files if bed.base_objs.get(f) is None]
+    if missing:
+        return {"status": "skipped", "reason_kind": "not built",
+                "reason": ", ".join(object_of(f) for f in missing) + " not in this config"}
+    logs.mkdir(parents=True, exist_ok=True)
+    rec: dict[str, Any] = {}
+    t0 = time.monotonic()
+    with mutated_files(bd.root, bd.src, mid, texts):
+        for f in files:
+            name = "object.log" if len(files) == 1 else "object-" + f.replace("/", "-") + ".log"
+            step = build_kernel(bd.src, bd.obj, log=logs / name, jobs=opts.jobs, target=object_of(f),
+                                tc=bd.toolchain)
+            if not step.ok:
+                rec.update(status="skipped", reason_kind="does not compile", reason="; ".join(step.error_lines[:2]))
+                break
+        if not rec and all(objdump(bd.obj / object_of(f)) == bed.base_objs[f] for f in files):
+            rec.update(status="skipped", reason_kind="object unchanged", reason="objdump -d equal")
+        elif not rec:
+            step = build_kernel(bd.src, bd.obj, log=logs / "build.log", jobs=opts.jobs, tc=bd.toolchain)
+            if not step.ok:
+                rec.update(status="skipped", reason_kind="does not build", reason="; ".join(step.error_lines[:2]))
+            else:
+                shutil.copy2(bzimage_path(bd.obj), logs / "bzImage")
+    rec["build_s"] = round(time.monotonic() - t0, 1)
+    if "status" in rec:
+        bed.say(f"    skipped: {rec['reason_kind']}")
+        return rec
+    rec["suites"] = {}
+    for s in bed.suites:
+        # a mutant that hangs a test costs its whole boot: bound the boot by the
+        # baseline's (x6, at least 60 s), within --boot-timeout; the guest timing out is a kill
+        limit = min(opts.boot_timeout_s, max(60.0, 6 * float(bed.baseline[s]["boot_s"])))
+        br = boot_and_test(logs / "bzImage", [bed.built[s]], work_dir=_fresh(logs / s), cache=bed.cache,
+                           accel=bed.accel, test_timeout_s=opts.test_timeout_s, boot_timeout_s=limit)
+        bed.accel = br.accel
+        v = judge(br, s, bed.baseline[s]["pass"])
+        rec["suites"][s] = {**v.to_json(), "log": str(br.log)}
+        bed.say(f"    {s}: {v.text()}")
+    killed = [s for s, v in rec["suites"].items() if v["killed"]]
+    rec["status"] = "killed" if killed else "survived"
+    rec["killed_by"] = killed
+    (logs / "bzImage").unlink(missing_ok=True)
+    return rec
+
+
+def mark_equivalent(records: Iterable[dict[str, Any]], equivalent: dict[str, str]) -> None:
+    """The equivalence list is read each run: a listed survivor is `equivalent`
+    (named with the reason, not counted), an unlisted one `survived`."""
+    for r in records:
+        if r["status"] in ("survived", "equivalent"):
+            r["status"] = "equivalent" if r["id"] in equivalent else "survived"
+            r["reason"] = equivalent.get(r["id"], "")
+
+
 def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
     """`run` is a pipeline Run whose apply and build stages passed (the build
     directory is locked by it).  Returns the mutants.json content."""
-    from ..stages.boot import boot_and_test
-    from ..stages.build import build_kernel, build_suites, bzimage_path
+    from ..stages.build import build_kernel, build_suites
     bd, sb, plan = run.state.build_dir, run.state.build, run.state.plan
     assert bd is not None and sb is not None and plan is not None
     say: Say = run.say
@@ -299,10 +489,10 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
         say(f"undid the mutation of {stale} an interrupted run left")
 
     files = [p.file for p in run.rev.imported_patches() if p.file is not None]
-    found = find_targets(bd.src, revision_changes(files), opts.functions)
     # only what the kernel build compiles can be mutated (not tools/, not a file this config leaves out)
-    targets = [t for t in found if (bd.obj / (t.file[:-2] + ".o")).is_file()]
-    outside = [t.file for t in found if t not in targets]
+    sel = select(bd.src, revision_changes(files), opts.functions, opts.operators, opts.seed, opts.max,
+                 compiled=lambda f: (bd.obj / object_of(f)).is_file(), only=opts.only)
+    targets, outside, all_mutants, chosen = sel.targets, sel.outside, sel.generated, sel.chosen
     if outside:
         say(f"not in this kernel build (not mutated): {', '.join(outside)}")
     if not targets:
@@ -310,8 +500,6 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
                 f"--functions FILE:FUNCTION") if run.rev.missing else ""
         raise UserError(f"{run.stack.name} v{run.rev.version} touches no C function the kernel build compiles"
                         + hint)
-    all_mutants = order(generate(bd.src, targets, opts.operators), opts.seed)
-    chosen = all_mutants[:opts.max] if opts.max is not None else all_mutants
     say(f"mutate: {sum(len(t.functions) for t in targets)} function(s) in {len(targets)} file(s), "
         f"{len(all_mutants)} mutants, running {len(chosen)}")
 
@@ -355,92 +543,32 @@ def run_mutants(run: Any, opts: Options) -> dict[str, Any]:
     base_bz = run.path("bzImage.base")
     shutil.copy2(sb.bzimage, base_bz)
     digest = hashlib.sha256(base_bz.read_bytes()).hexdigest()
-    accel = opts.accel
+    bed = Bed(bd=bd, built={s: built[s] for s in suites}, cache=run.ws.cache, opts=opts, say=say, accel=opts.accel)
     if state.baseline.get("bzimage") != digest or state.baseline.get("suites_digest") != digest_suites:
         state.baseline = {"bzimage": digest, "suites_digest": digest_suites, "suites": {}}
     for s in suites:
-        if s in state.baseline["suites"]:
-            continue
-        say(f"baseline: booting the unmutated kernel with {s}")
-        br = boot_and_test(base_bz, [built[s]], work_dir=_fresh(run.path("baseline", s)), cache=run.ws.cache,
-                           accel=accel, test_timeout_s=opts.test_timeout_s, boot_timeout_s=opts.boot_timeout_s)
-        accel = br.accel
-        if br.problems:
-            raise StageFailed(f"the unmutated kernel has a problem under {s}: "
-                              f"{', '.join(p.kind for p in br.problems)} ({br.log})")
-        state.baseline["suites"][s] = {"pass": sorted(t.name for t in br.tests if t.status == "pass"),
-                                       "fail": sorted(t.name for t in br.tests if t.status == "fail"),
-                                       "boot_s": round(br.stage.duration_s, 1)}
-        save()
-    # the unmutated objects, compiled now (an interrupted run may have left a mutant's in obj/)
-    base_objs: dict[str, str | None] = {}
-    for t in targets:
-        step = build_kernel(bd.src, bd.obj, log=run.path("object-" + t.file.replace("/", "-") + ".log"),
-                            jobs=opts.jobs, target=t.file[:-2] + ".o", tc=bd.toolchain)
-        if not step.ok:
-            raise StageFailed(f"the unmutated {t.file} does not compile: {'; '.join(step.error_lines[:2])}")
-        base_objs[t.file] = objdump(bd.obj / (t.file[:-2] + ".o"))
+        if s not in state.baseline["suites"]:
+            state.baseline["suites"][s] = boot_baseline(bed, base_bz, s, run.path("baseline", s))
+            save()
+    bed.baseline = state.baseline["suites"]
+    base_objects(bed, [t.file for t in targets], run.path())
 
     try:
         for i, m in enumerate(chosen, 1):
             if m.id in state.records:
                 continue
+            say(f"[{i}/{len(chosen)}] {m.id} {m.function} {m.operator}")
+            original = (bd.src / m.file).read_text(errors="surrogateescape")
             rec: dict[str, Any] = {"id": m.id, "file": m.file, "function": m.function, "operator": m.operator,
                                    "diff": m.diff}
-            say(f"[{i}/{len(chosen)}] {m.id} {m.function} {m.operator}")
-            if base_objs.get(m.file) is None:
-                rec.update(status="skipped", reason_kind="not built", reason=f"{m.file[:-2]}.o is not in this config")
-                state.records[m.id] = rec
-                save()
-                continue
-            original = (bd.src / m.file).read_text(errors="surrogateescape")
-            logs = run.path("mutants", m.id)
-            logs.mkdir(parents=True, exist_ok=True)
-            t0 = time.monotonic()
-            with mutated(bd.root, bd.src, m, original):
-                step = build_kernel(bd.src, bd.obj, log=logs / "object.log", jobs=opts.jobs,
-                                    target=m.file[:-2] + ".o", tc=bd.toolchain)
-                if not step.ok:
-                    rec.update(status="skipped", reason_kind="does not compile",
-                               reason="; ".join(step.error_lines[:2]))
-                elif objdump(bd.obj / (m.file[:-2] + ".o")) == base_objs[m.file]:
-                    rec.update(status="skipped", reason_kind="object unchanged", reason="objdump -d equal")
-                else:
-                    step = build_kernel(bd.src, bd.obj, log=logs / "build.log", jobs=opts.jobs, tc=bd.toolchain)
-                    if not step.ok:
-                        rec.update(status="skipped", reason_kind="does not build",
-                                   reason="; ".join(step.error_lines[:2]))
-                    else:
-                        shutil.copy2(bzimage_path(bd.obj), logs / "bzImage")
-            rec["build_s"] = round(time.monotonic() - t0, 1)
-            if "status" not in rec:
-                rec["suites"] = {}
-                for s in suites:
-                    # a mutant that hangs a test costs its whole boot: bound the boot by the
-                    # baseline's (x6, at least 60 s), within --boot-timeout; the guest timing out is a kill
-                    limit = min(opts.boot_timeout_s, max(60.0, 6 * float(state.baseline["suites"][s]["boot_s"])))
-                    br = boot_and_test(logs / "bzImage", [built[s]], work_dir=_fresh(logs / s), cache=run.ws.cache,
-                                       accel=accel, test_timeout_s=opts.test_timeout_s, boot_timeout_s=limit)
-                    accel = br.accel
-                    v = judge(br, s, state.baseline["suites"][s]["pass"])
-                    rec["suites"][s] = {**v.to_json(), "log": str(br.log)}
-                    say(f"    {s}: {v.text()}")
-                killed = [s for s, v in rec["suites"].items() if v["killed"]]
-                rec["status"] = "killed" if killed else "survived"
-                rec["killed_by"] = killed
-                (logs / "bzImage").unlink(missing_ok=True)
-            else:
-                say(f"    skipped: {rec['reason_kind']}")
+            rec.update(try_mutant(bed, m.id, {m.file: m.apply(original)}, run.path("mutants", m.id)))
             state.records[m.id] = rec
             save()
     finally:
         # leave the warm directory built for the unmutated source
         build_kernel(bd.src, bd.obj, log=run.path("rebuild-unmutated.log"), jobs=opts.jobs, tc=bd.toolchain)
     recs = [state.records[m.id] for m in chosen if m.id in state.records]
-    for r in recs:      # the equivalence list is read each run: a listed survivor is named, not counted
-        if r["status"] in ("survived", "equivalent"):
-            r["status"] = "equivalent" if r["id"] in opts.equivalent else "survived"
-            r["reason"] = opts.equivalent.get(r["id"], "")
+    mark_equivalent(recs, opts.equivalent)
     summary = summarise(recs, suites)
     save()
     shutil.copyfile(state_file, run.path("mutants.json"))

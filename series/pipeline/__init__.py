@@ -27,6 +27,8 @@ def resolve_tree(ws: "Workspace", name: str | None, onto: str | None, say: "Say"
     in series.toml is made on first use from /usr/src/linux-source-X.Y.tar.xz
     when the base is `debian/X.Y...`."""
     from ..trees import ensure_debian_tree, list_trees, load_tree
+    if name is not None and not name.strip():
+        raise UserError("--tree needs a name (it is empty)")
     wanted = name or ws.config.get("ci", {}).get("tree")
     known = {t.name for t in list_trees(ws)}
     if wanted and wanted not in known and onto and onto.startswith("debian/"):
@@ -37,7 +39,7 @@ def resolve_tree(ws: "Workspace", name: str | None, onto: str | None, say: "Say"
 
 
 def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str | None, opts: Options, *,
-            stages: list[str], out: "Path | None" = None, say: "Say | None" = None) -> Run:
+            stages: list[str], out: "Path | None" = None, say: "Say | None" = None, locked: bool = False) -> Run:
     """Load the stack and revision, resolve the tree and the base when the
     selected stages need them, refuse bad input before any run directory
     exists, and return the Run.
@@ -46,7 +48,8 @@ def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str
     directory exists: a second run (or an import, a fetch, a record) of the same
     stack is refused as busy in one line, instead of failing a stage (a failed
     check would be a false report), and no revision changes under a run that
-    reads it (the stack is loaded again once the lock is held)."""
+    reads it (the stack is loaded again once the lock is held).  `locked`: the
+    caller holds the lock already (`ci --all`, for all its revisions)."""
     import contextlib
     from ..fsutil import exclusive_lock
     from ..stacks.store import load_stack
@@ -55,7 +58,8 @@ def prepare(ws: "Workspace", command: str, stack_name: str | None, revision: str
         raise UserError("no stack given (and no [ci] stack in series.toml)")
     load_stack(ws, name)        # an unknown stack is refused before a lock file is made for it
     held = contextlib.ExitStack()
-    held.enter_context(exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"))
+    if not locked:
+        held.enter_context(exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"))
     try:
         run = _prepare(ws, command, name, revision, opts, stages=stages, out=out, say=say)
         # A run killed in its first stage leaves a readable results.json too

@@ -68,6 +68,7 @@ class Options:
     rebuild: bool = False           # build even a commit whose result is recorded (else reported `cached`)
     build_only: list[int] | None = None  # build the base and these patches only (a shard of `series ci --emit`)
     cc: str = "gcc"                 # make's CC: e.g. "distcc gcc" (through ccache, with CCACHE_PREFIX, when installed)
+    sandbox: bool = True            # make and the suites' compile run in bwrap (series/sandbox.py); --no-sandbox
     mail: MailRequest = field(default_factory=MailRequest)
     argv: list[str] = field(default_factory=list)
 

@@ -100,8 +100,12 @@ def _build(run: Run) -> StageResult:
         commits = [(i, c) for i, c in commits if i in run.opts.build_only]
     cache = run.ws.cache
     bd = BuildDir(build_dir_for(cache, tree.name, res.base_commit, plan.config_hash),
-                  toolchain(cache, compiler=run.opts.cc))
+                  toolchain(cache, compiler=run.opts.cc, sandboxed=run.opts.sandbox))
     bd.root.mkdir(parents=True, exist_ok=True)
+    sb_ = bd.toolchain.sandbox
+    run.say("build: not sandboxed (--no-sandbox)" if sb_ is None else
+            "build: sandboxed (bwrap), sharing the network with the compiler" if sb_.share_net else
+            "build: sandboxed (bwrap): no network, writes only in its build directory")
     # held until the run ends: nothing rebuilds under a running test
     run.locks.enter_context(exclusive_lock(bd.lock, f"build directory {bd.root.name}"))
     fragment = bd.write_fragment(plan.config_text)

@@ -46,12 +46,19 @@ _FETCH = '.venv/bin/series fetch "$STACK" --revision "$REVISION"'
 
 
 # -- GitHub Actions -------------------------------------------------------------------
+SETUP_STEP: dict[str, Any] = {"name": "set up series (apt packages, .venv)", "run": "tools/setup"}
+
+
 def github_actions(spec: PipelineSpec) -> dict[str, Any]:
     top = max(spec.patches)
     key = "series-build-${{ env.TREE }}-${{ env.ONTO }}-"
     setup: list[dict[str, Any]] = [
         {"uses": "actions/checkout@v4"},
-        {"name": "set up series (apt packages, .venv)", "run": "tools/setup"},
+        # The builds run under bubblewrap (series/sandbox.py); Ubuntu 24.04's AppArmor
+        # forbids unprivileged user namespaces unless this is turned off.
+        {"name": "let the build sandbox (bubblewrap) make user namespaces",
+         "run": "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true"},
+        SETUP_STEP,
         {"name": "import the revision", "run": _FETCH},
     ]
 
@@ -106,7 +113,7 @@ def github_actions(spec: PipelineSpec) -> dict[str, Any]:
             "merge": {
                 "name": "merge the shards into one run", "runs-on": "ubuntu-latest",
                 "needs": ["checks", "build", "test"], "if": "${{ !cancelled() }}",
-                "steps": setup[:2] + [
+                "steps": [{"uses": "actions/checkout@v4"}, SETUP_STEP] + [
                     {"uses": "actions/download-artifact@v4", "with": {"pattern": "shard-*", "path": "shards"}},
                     {"name": "series ci --merge", "run": ".venv/bin/series ci --merge shards/* -o merged"},
                     {"uses": "actions/upload-artifact@v4", "if": "${{ !cancelled() }}",

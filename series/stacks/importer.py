@@ -2,7 +2,10 @@
 
 Everything is computed first and written last: a revision directory is built
 in a temporary directory next to its final place and renamed into place, so a
-killed import leaves nothing that a later run would trust.
+killed import leaves nothing that a later run would trust.  A revision new to
+the manifest carries its manifest entry in its copy (revdir.write_pending): a
+kill after the swap and before stack.toml lists it is finished by the next run
+(revdir step 6), as for `series record`.
 """
 
 from __future__ import annotations
@@ -349,9 +352,12 @@ def _stored_text(f: Path) -> str | None:
         return None
 
 
-def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: bool) -> tuple[str, str | None]:
+def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: bool,
+                   pending: tuple[dict[str, Any], dict[str, Any] | None] | None = None) -> tuple[str, str | None]:
     """Write v<N>/ (see revdir.py for the swap).  Returns (status, kept_aside).
-    Call with the stack's lock held."""
+    `pending`: (manifest entry, manifest header or None) of a revision new to the
+    manifest, carried in its copy until the manifest lists it.  Call with the
+    stack's lock held."""
     final = stack_dir / f"v{pr.version}"
     existing_rec: dict[int, dict[str, Any]] = {}
     old_digest: dict[str, str] = {}
@@ -414,6 +420,8 @@ def write_revision(stack_dir: Path, pr: ParsedRevision, source: Path, force: boo
         if old_digest and new_digest == old_digest:
             shutil.rmtree(tmp)
             return "unchanged", None
+        if pending is not None:
+            revdir.write_pending(tmp, pending[0], by="import", header=pending[1])
         kind, status = (("new", "created") if not final.exists() else
                         ("grow", "updated") if existing_rec else ("replace", "replaced"))
         kept = revdir.install(stack_dir, pr.version, tmp, kind)
@@ -497,21 +505,31 @@ def import_mailbox(ws: Workspace, name: str, mbox: Path, *, revision: int | None
     for pr in parsed:
         if stack.has_revision(pr.version):
             _check_manifest(stack.revision(pr.version), pr, force)
-    manifest_changed = not exists
+    entries: dict[int, dict[str, Any]] = {}     # the revisions new to the manifest
     for pr in parsed:
         if not stack.has_revision(pr.version):
-            stack.revisions.append(_manifest_revision(pr))
-            manifest_changed = True
-    manifest_text = stack.manifest_text() if manifest_changed else None
+            rev = _manifest_revision(pr)
+            stack.revisions.append(rev)
+            entries[pr.version] = rev.to_toml()
+    manifest_text = stack.manifest_text() if entries or not exists else None
+    header = None if exists else {k: v for k, v in stack.to_toml().items() if k != "revisions"}
     reports: list[ImportReport] = []
-    for pr in parsed:
-        status, kept = write_revision(stack.dir, pr, mbox, force)
-        present = sorted(set(pr.patches) | {p.index for p in stack.revision(pr.version).patches if p.imported})
-        rev_indexes = range(pr.first_index, pr.first_index + pr.expected)
-        reports.append(ImportReport(stack=name, version=pr.version, status=status, present=present,
-                                    missing=[i for i in rev_indexes if i not in present], expected=pr.expected,
-                                    ignored={k: v for k, v in ignored.items() if v}, kept_aside=kept,
-                                    corrupt={i: why for i, why in pr.corrupt.items() if i not in present}))
-    if manifest_text is not None:
-        atomic_write_text(stack.manifest_path, manifest_text)
+    try:
+        for pr in parsed:
+            owed = (entries[pr.version], header) if pr.version in entries else None
+            status, kept = write_revision(stack.dir, pr, mbox, force, owed)
+            present = sorted(set(pr.patches) | {p.index for p in stack.revision(pr.version).patches if p.imported})
+            rev_indexes = range(pr.first_index, pr.first_index + pr.expected)
+            reports.append(ImportReport(stack=name, version=pr.version, status=status, present=present,
+                                        missing=[i for i in rev_indexes if i not in present], expected=pr.expected,
+                                        ignored={k: v for k, v in ignored.items() if v}, kept_aside=kept,
+                                        corrupt={i: why for i, why in pr.corrupt.items() if i not in present}))
+        if manifest_text is not None:
+            atomic_write_text(stack.manifest_path, manifest_text)
+    except BaseException:
+        # Not killed but failed (a refused later revision, Ctrl-C, a full disk): the
+        # new revisions stack.toml does not list yet are taken back (the old state).
+        revdir.take_back(stack.dir, entries)
+        raise
+    revdir.conclude(stack.dir, entries)      # each new revision's PENDING goes (the manifest lists it)
     return reports

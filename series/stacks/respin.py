@@ -43,7 +43,7 @@ from typing import Any, Callable
 import tomli_w
 
 from ..errors import UserError
-from ..fsutil import atomic_write_json, atomic_write_text
+from ..fsutil import atomic_write_json
 from ..git import Git, Worktree
 from ..patch import Patch
 from ..patchfiles import revision_paths
@@ -51,7 +51,7 @@ from ..workspace import Workspace
 from .lineage import Pair, pair_revisions
 from .model import IMPORT_FILE, PatchInfo, Revision, Stack
 from .store import list_stacks, load_stack
-from .trailers import CarryPlan, Trailer, load_stored, plan_carry, rewrite_trailers, save_stored, what_changed
+from .trailers import CarryPlan, Trailer, plan_carry, rewrite_trailers, what_changed
 
 MAGIC = "--- b4-submit-tracking ---"
 MAGIC_NOTE = "# This section is used internally by b4 prep for tracking purposes."
@@ -309,6 +309,8 @@ def start_edit(ws: Workspace, stack_name: str, version: int | None, *, tree_name
             raise UserError(f"the edit worktree {existing.worktree} of {stack.name} is gone; "
                             f"series edit {stack.name} --abort drops the edit")
         return EditOutcome(existing, already_open=True)
+    if onto is not None and not onto.strip():
+        raise UserError("--onto needs a ref (it is empty)")
     rev = stack.revision(version)
     if not rev.imported_patches():
         raise UserError(f"{stack.name} v{rev.version} is not imported: series fetch {stack.name} "
@@ -422,7 +424,7 @@ def rebase_edit(ws: Workspace, state: EditState, ref: str, *, tree_name: str | N
     in the edit worktree.  Returns (done, message); on a conflict the rebase is left
     for the user to finish there (`git rebase --continue`)."""
     from ..trees import load_tree, resolve_ref
-    tree = load_tree(ws, tree_name or state.tree)
+    tree = load_tree(ws, state.tree if tree_name is None else tree_name)
     if tree.name != state.tree:
         raise UserError(f"the edit of {state.stack} is in tree {state.tree}, not {tree.name}")
     new_base = resolve_ref(tree, ref)
@@ -497,9 +499,11 @@ class RecordOutcome:
     carry: CarryPlan
     notes: list[str] = field(default_factory=list)
     closed: bool = False
+    already: bool = False       # recorded by an earlier, interrupted run
 
     def to_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "version": self.version, "from_version": self.from_version,
+                "already_recorded": self.already,
                 "revision_dir": str(self.rev_dir), "base": self.base, "base_desc": self.base_desc,
                 "change_id": self.change_id, "patches": self.patches, "changelog": self.own_changelog + self.draft_lines,
                 "own_changelog": self.own_changelog, "draft": [d.to_json() for d in self.draft],
@@ -507,7 +511,8 @@ class RecordOutcome:
                 "notes": self.notes, "closed_edit": self.closed}
 
     def text(self) -> str:
-        out = [f"recorded {self.stack} v{self.version} in {self.rev_dir} ({len(self.patches)} patches, "
+        out = [f"{'already recorded' if self.already else 'recorded'} {self.stack} v{self.version} in "
+               f"{self.rev_dir} ({len(self.patches)} patches, "
                f"base {self.base_desc}, change-id {self.change_id})",
                f"changelog (v{self.from_version} -> v{self.version}; in stack.toml, edit it there before mailing):"]
         out += [f"- {ln}" for ln in self.own_changelog]
@@ -614,15 +619,6 @@ def _parse_keep(values: list[str] | None) -> set[int]:
     return out
 
 
-def _manifest_append(stack: Stack, rev: Revision) -> None:
-    """Append one [[revisions]] entry to stack.toml as text: the manifest's comments
-    and layout stay as the author wrote them."""
-    path = stack.manifest_path
-    old = path.read_text(encoding="utf-8")
-    block = tomli_w.dumps({"revisions": [rev.to_toml()]})
-    atomic_write_text(path, old.rstrip("\n") + "\n\n" + block)
-
-
 def record(ws: Workspace, stack_name: str, *, worktree: Path | None = None, keep_trailers: list[str] | None = None,
            say: Say = lambda _m: None) -> RecordOutcome:
     stack = load_stack(ws, stack_name)
@@ -672,6 +668,8 @@ def record(ws: Workspace, stack_name: str, *, worktree: Path | None = None, keep
         raise UserError("the cover letter's tracking block has no revision number") from None
     from_version = state.from_version if state is not None else tracked - 1
     latest = stack.revision()
+    if from_version == latest.version - 1 and _recorded_from(latest, head, from_version):
+        return _recorded_already(ws, stack, latest, state, head, branch)
     if from_version < latest.version:
         hint = (f"series edit {stack.name} --abort, then series edit {stack.name}" if state is not None
                 else f"rebase the branch onto v{latest.version}")
@@ -762,29 +760,52 @@ def record(ws: Workspace, stack_name: str, *, worktree: Path | None = None, keep
         record_data = {"source": f"series record of {branch} ({head[:12]}), an edit of v{old.version}",
                        "revision": meta, "patches": patches}
         (tmp / IMPORT_FILE).write_text(tomli_w.dumps(record_data), encoding="utf-8")
+        manifest_rev = Revision(
+            version=new_version, prefixes=prefixes, date=now, title=title, cover_subject=cover_subject,
+            expected=len(files), base=base, base_note=f"{base_desc}; recorded by series record from {branch}",
+            change_id=cid, changelog=changelog,
+            patches=[PatchInfo(index=d["index"], subject=d["subject"], author=d["author"], date=d["date"])
+                     for d in patches])
+        revdir.manifest_with(stack.manifest_path, manifest_rev.to_toml())   # refused before anything is written
+        carried = [replace_carried(t, new_version, pc.index)
+                   for pc in carry.patches.values() for t in pc.carried + pc.kept]
+        # What v<N+1>/ owes the store once it is in place (revdir step 6): written
+        # by conclude below, or by the next run when this one is killed first.
+        revdir.write_pending(tmp, manifest_rev.to_toml(), by="record", trailers=[t.to_toml() for t in carried])
         revdir.install(stack.dir, new_version, tmp, "new")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    manifest_rev = Revision(
-        version=new_version, prefixes=prefixes, date=now, title=title, cover_subject=cover_subject,
-        expected=len(files), base=base, base_note=f"{base_desc}; recorded by series record from {branch}",
-        change_id=cid, changelog=changelog,
-        patches=[PatchInfo(index=d["index"], subject=d["subject"], author=d["author"], date=d["date"])
-                 for d in patches])
-    try:
-        _manifest_append(stack, manifest_rev)
-        load_stack(ws, stack.name)      # the manifest still reads back
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
-    carried = [replace_carried(t, new_version, pc.index) for pc in carry.patches.values() for t in pc.carried + pc.kept]
-    if carried:
-        save_stored(stack, load_stored(stack) + carried)
+    revdir.conclude(stack.dir, [new_version])
     out = RecordOutcome(stack=stack.name, version=new_version, from_version=old.version, rev_dir=dest, base=base,
                         base_desc=base_desc, change_id=cid,
                         patches=[{k: v for k, v in d.items() if k != "trailers"} for d in patches],
                         own_changelog=own, draft=draft, draft_lines=draft_lines, carry=carry, notes=notes)
+    if state is not None:
+        out.notes += close_edit(ws, state, head=head)
+        out.closed = True
+        out.notes.append(f"closed the edit: removed {state.worktree} and branch {state.branch}")
+    return out
+
+
+def _recorded_from(rev: Revision, head: str, from_version: int) -> bool:
+    """Whether `rev` is what `series record` made of this branch at `head` (a record
+    killed after its revision was in place, before it closed the edit)."""
+    src = str((rev.import_record or {}).get("source", ""))
+    return src.startswith("series record of ") and src.endswith(f" ({head[:12]}), an edit of v{from_version}")
+
+
+def _recorded_already(ws: Workspace, stack: Stack, rev: Revision, state: EditState | None, head: str,
+                      branch: str) -> RecordOutcome:
+    rec = rev.import_record or {}
+    patches = [{k: v for k, v in p.items() if k != "trailers"} for p in rec.get("patches", []) if isinstance(p, dict)]
+    base = rev.base or ""
+    out = RecordOutcome(stack=stack.name, version=rev.version, from_version=rev.version - 1,
+                        rev_dir=stack.rev_dir(rev.version), base=base, base_desc=base[:12], change_id=rev.change_id,
+                        patches=patches, own_changelog=[], draft=[], draft_lines=list(rev.changelog),
+                        carry=CarryPlan(patches={}), already=True,
+                        notes=[f"{branch} at {head[:12]} was recorded as v{rev.version} already "
+                               "(by a series record that was interrupted before it closed the edit)"])
     if state is not None:
         out.notes += close_edit(ws, state, head=head)
         out.closed = True

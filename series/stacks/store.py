@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..fsutil import exclusive_lock
 from ..workspace import Workspace, check_stack_name
 from .model import IMPORT_FILE, PatchInfo, Revision, Stack, check_counts, load_toml, revisions_from_manifest
-from .revdir import recover
+from .revdir import recover, recover_if_left
 
 
 @contextlib.contextmanager
@@ -42,6 +42,8 @@ def load_stack(ws: Workspace, name: str) -> Stack:
     if not path.is_file():
         known = ", ".join(list_stacks(ws)) or "none"
         raise UserError(f"unknown stack {name!r} (known: {known})")
+    # What a killed writer left is finished first, when no live writer holds the lock.
+    recover_if_left(d, lambda: exclusive_lock(ws.cache.stack_lock(name), f"stack {name}"))
     data = load_toml(path)
     revs = revisions_from_manifest(data, path)
     extra = {k: v for k, v in data.items()

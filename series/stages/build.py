@@ -23,6 +23,11 @@ result is reported, marked `cached` (`--rebuild` forces a build).
 
 The source path is stable, so command lines in obj/**/.*.cmd do not change
 between runs and nothing is rebuilt for that reason.
+
+Every make, and every suite's compile, runs in the toolchain's sandbox
+(series/sandbox.py: bwrap, no network, writable only src/, obj/ and ccache's
+store; a suite: its output directory) unless --no-sandbox; a step the sandbox
+stopped says so (`BuildStep.blocked`, the item's `sandbox_blocked`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from ..fsutil import atomic_write_json, atomic_write_text
 from ..git import Repo, Worktree
 from ..pipeline.result import StageResult
 from ..pipeline.status import Status
+from ..sandbox import Sandbox, blocked, explain
+from ..sandbox import sandbox as make_sandbox
 from ..suites import BuiltProgram, BuiltSuite, Program, Suite, expand
 
 MAX_ERROR_LINES = 8
@@ -86,6 +93,7 @@ class BuildStep:
     diags: list[Diag] = field(default_factory=list)
     compiled: list[str] = field(default_factory=list)   # kbuild targets (CC/AS/LD lines)
     error_lines: list[str] = field(default_factory=list)
+    blocked: str | None = None     # what the sandbox stopped, when its refusal made the step fail
 
     @property
     def warnings(self) -> list[Diag]:
@@ -171,23 +179,32 @@ def first_errors(text: str, diags: list[Diag]) -> list[str]:
 
 
 def _run_logged(cmd: list[str], *, cwd: Path, log: Path, progress: Progress | None = None,
-                env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run `cmd`, output (stdout+stderr) to `log` and returned; each line to `progress`."""
+                env: dict[str, str] | None = None, sandbox: Sandbox | None = None,
+                writable: tuple[Path, ...] = (), readable: tuple[Path, ...] = ()) -> tuple[int, str]:
+    """Run `cmd`, output (stdout+stderr) to `log` and returned; each line to `progress`.
+    With `sandbox`, in it: only `writable` (and the sandbox's own) can be written."""
     log.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
+    full_env = {**os.environ, **(env or {})}
+    argv = cmd
+    if sandbox is not None:
+        for p in sandbox.writable(writable):
+            p.mkdir(parents=True, exist_ok=True)      # a bind needs its source
+        argv = sandbox.wrap(cmd, writable=writable, readable=readable, cwd=cwd, env=full_env)
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
+        f.write("# " + (sandbox.describe(writable) if sandbox else "not sandboxed (--no-sandbox)") + "\n")
         f.flush()
         from ..proc import die_with_parent, stop
         try:
             # Its own process group, dying with series: an interrupted or killed
             # run leaves no make writing into the build directory (series/proc.py).
-            proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                    env={**os.environ, **(env or {})}, start_new_session=True,
+                                    env=full_env, start_new_session=True,
                                     preexec_fn=die_with_parent)
         except OSError as e:
-            raise InfraError(f"cannot run {cmd[0]}: {e}") from None
+            raise InfraError(f"cannot run {argv[0]}: {e}") from None
         assert proc.stdout is not None
         try:
             for ln in proc.stdout:
@@ -209,11 +226,13 @@ def _make_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Toolchain:
-    """What compiles: make's CC (through ccache when available) and its identity."""
+    """What compiles: make's CC (through ccache when available), its identity,
+    and the sandbox every step runs in (None: --no-sandbox)."""
 
     cc: str = "gcc"
     env: tuple[tuple[str, str], ...] = ()
     ident: str = ""           # a hash of the compiler's and linker's versions and CC
+    sandbox: Sandbox | None = None
 
     @property
     def make_vars(self) -> list[str]:
@@ -228,7 +247,14 @@ class Toolchain:
         return self.cc.split()[0] == "ccache"
 
     def to_json(self) -> dict[str, Any]:
-        return {"cc": self.cc, "ident": self.ident, "ccache": self.ccache}
+        return {"cc": self.cc, "ident": self.ident, "ccache": self.ccache,
+                "sandbox": self.sandbox.to_json() if self.sandbox else None}
+
+    def blocked(self, rc: int, output: str, writable: tuple[Path, ...]) -> str | None:
+        """What the sandbox stopped, when a sandboxed step failed because of it."""
+        if rc == 0 or self.sandbox is None:
+            return None
+        return blocked(output, self.sandbox.writable(writable), share_net=self.sandbox.share_net)
 
 
 def _version_line(cmd: list[str]) -> str:
@@ -242,9 +268,12 @@ def _version_line(cmd: list[str]) -> str:
 _IDENTS: dict[str, str] = {}
 
 
-def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: str = "gcc") -> Toolchain:
+def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: str = "gcc",
+              sandboxed: bool = True) -> Toolchain:
     """The toolchain of a kernel build: `compiler`, prefixed by ccache when it is
-    installed (and `cache` given: its store lives in the cache)."""
+    installed (and `cache` given: its store lives in the cache), run in the
+    sandbox (series/sandbox.py) unless not `sandboxed`: InfraError when it
+    cannot be made."""
     cc = compiler
     env: tuple[tuple[str, str], ...] = ()
     if use_ccache and cache is not None and shutil.which("ccache") and not compiler.startswith("ccache"):
@@ -258,7 +287,12 @@ def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: 
         text = "\n".join([_version_line(compiler.split() + ["--version"]), _version_line(["ld", "--version"]),
                           _version_line(["make", "--version"])])
         _IDENTS[compiler] = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Toolchain(cc=cc, env=env, ident=_IDENTS[compiler])
+    sb = None
+    if sandboxed:
+        # the cache stays visible (read-only) even when it lives under /tmp; ccache's store is writable
+        sb = make_sandbox(compiler=compiler, see=(cache.root,) if cache else (),
+                          writable=tuple(Path(v) for k, v in env if k == "CCACHE_DIR"))
+    return Toolchain(cc=cc, env=env, ident=_IDENTS[compiler], sandbox=sb)
 
 
 def default_jobs() -> int:
@@ -279,10 +313,15 @@ def configure(src: Path, obj: Path, fragment: Path, *, log: Path, tc: Toolchain 
         ["make", "-C", str(src), f"O={obj}", *tc.make_vars, "olddefconfig"],
     ]
     texts = []
+    rw = (src, obj)
     for i, cmd in enumerate(steps):
-        rc, out = _run_logged(cmd, cwd=src, log=log.with_suffix(f".{i}.log"), env=tc.environ)
+        rc, out = _run_logged(cmd, cwd=src, log=log.with_suffix(f".{i}.log"), env=tc.environ, sandbox=tc.sandbox,
+                              writable=rw, readable=(fragment,))
         texts.append(out)
         if rc != 0:
+            why = tc.blocked(rc, out, rw)
+            if why:
+                raise InfraError(explain("the kernel config step", why) + f" ({log.with_suffix(f'.{i}.log')})")
             raise InfraError(f"kernel config step failed ({' '.join(cmd[:4])}...): see {log.with_suffix(f'.{i}.log')}")
     log.write_text("\n".join(texts))
     return ConfigResult(fragment=fragment, not_set=options_not_set(fragment, obj / ".config"),
@@ -308,12 +347,15 @@ def build_kernel(src: Path, obj: Path, *, log: Path, jobs: int | None = None,
             if m and m.group(1) in ("CC", "AS"):
                 count[0] += 1
                 on_object(count[0], f"{m.group(1)} {m.group(2)}")
+    rw = (src, obj)
     rc, out = _run_logged(cmd, cwd=src, log=log, progress=line if (progress or on_object) else None,
-                          env=tc.environ)
+                          env=tc.environ, sandbox=tc.sandbox, writable=rw)
     diags = parse_diags(out, src, obj)
     compiled = [m.group(2) for m in map(_KBUILD_STEP_RE.match, out.splitlines()) if m and m.group(1) in ("CC", "AS")]
+    why = tc.blocked(rc, out, rw)
+    errors = ([explain("the build", why)] if why else []) + (first_errors(out, diags) if rc != 0 else [])
     return BuildStep(ok=rc == 0, duration_s=time.monotonic() - start, log=log, returncode=rc, diags=diags,
-                     compiled=compiled, error_lines=first_errors(out, diags) if rc != 0 else [])
+                     compiled=compiled, error_lines=errors[:MAX_ERROR_LINES], blocked=why)
 
 
 def bzimage_path(obj: Path) -> Path:
@@ -578,6 +620,8 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
         item = {"index": index, "commit": commit, "status": "pass" if step.ok else "fail",
                 "duration_s": round(step.duration_s, 3), "new_warnings": new,
                 "errors": step.error_lines, "rebuilt": len(step.compiled), "log": str(step.log), "cached": False}
+        if step.blocked:
+            item["sandbox_blocked"] = step.blocked
         items.append(item)
         prev = None
         if step.ok:
@@ -617,6 +661,11 @@ def build_verdict(items: list[dict[str, Any]]) -> StageResult:
         status, summary = Status.WARN, f"new warnings at patch {', '.join(warned)}"
     else:
         status, summary = Status.PASS, f"{len(patch_items)} patch build(s) ok"
+    stopped = next((i for i in items if i["status"] == "fail" and i.get("sandbox_blocked")), None)
+    if stopped is not None:     # the sandbox's refusal, in one line: the first step it stopped
+        what = "the base" if stopped["index"] == 0 else f"patch {stopped['index']}"
+        summary = explain(f"build of {what}", str(stopped["sandbox_blocked"])) + \
+            ("" if summary == f"build fails at patch {stopped['index']}" or stopped["index"] == 0 else f" ({summary})")
     cached = sum(bool(i.get("cached")) for i in items)
     if cached:
         summary += f" ({cached} of {len(items)} cached)"
@@ -649,16 +698,21 @@ def install_headers(src: Path, obj: Path, *, log: Path, tc: Toolchain | None = N
     key = ",".join(g.ref_value(f"HEAD:{p}") or "-" for p in HEADER_INPUTS) + "," + tc.ident
     if hdr.is_dir() and stamp.is_file() and stamp.read_text() == key:
         return hdr
-    rc, _ = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, "headers"], cwd=src, log=log,
-                        env=tc.environ)
+    rw = (src, obj)
+    rc, out = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, "headers"], cwd=src, log=log,
+                          env=tc.environ, sandbox=tc.sandbox, writable=rw)
     if rc != 0:
-        raise InfraError(f"make headers failed: see {log}")
+        why = tc.blocked(rc, out, rw)
+        raise InfraError(explain("make headers", why) + f" ({log})" if why else f"make headers failed: see {log}")
     stamp.write_text(key)
     return hdr
 
 
-def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *, log: Path) -> BuiltSuite:
-    """Build one suite as its file says, against the tree under test's headers."""
+def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *, log: Path,
+                tc: Toolchain | None = None) -> BuiltSuite:
+    """Build one suite as its file says, against the tree under test's headers,
+    in tc's sandbox: it writes in its output directory and the worktree only."""
+    tc = tc or Toolchain()
     d = suite.source_dir(src)
     for f in suite.require:
         if not (d / f).is_file():
@@ -674,15 +728,18 @@ def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     values = {"src": str(src), "obj": str(obj), "headers": str(hdr), "suite_dir": str(d), "out": str(out)}
     cmd = expand(suite.command, values, [s for s in suite.sources if (d / s).is_file()])
-    rc, output = _run_logged(cmd, cwd=d, log=log)
+    rw, ro = (src, out), (d, obj)
+    rc, output = _run_logged(cmd, cwd=d, log=log, sandbox=tc.sandbox, writable=rw, readable=ro)
     command = " ".join(cmd)
     if rc != 0:
-        errs = first_errors(output, parse_diags(output, src, d))
+        stopped = tc.blocked(rc, output, rw)
+        errs = ([explain("the suite's build", stopped)] if stopped else []) + first_errors(output, parse_diags(output, src, d))
         return BuiltSuite(suite, "fail", reason="; ".join(errs[:3]) or f"{cmd[0]} exited {rc}", log=log, command=command)
     programs = list(suite.programs)
     if suite.programs_from:
         lcmd = expand(suite.programs_from, values, [])
-        rc, listed = _run_logged(lcmd, cwd=d, log=log.with_suffix(".programs.log"))
+        rc, listed = _run_logged(lcmd, cwd=d, log=log.with_suffix(".programs.log"), sandbox=tc.sandbox,
+                                 writable=rw, readable=ro)
         names = listed.split() if rc == 0 else []
         if rc != 0 or not names:
             return BuiltSuite(suite, "fail", reason=f"cannot list the programs ({' '.join(lcmd)} exited {rc})",
@@ -721,7 +778,7 @@ def build_suites(src: Path, obj: Path, out_dir: Path, suites: tuple[Suite, ...],
         if s.name in reused:
             out.append(reused[s.name])
             continue
-        b = build_suite(s, src, obj, hdr, out_dir, log=log_dir / f"{s.name}.log")
+        b = build_suite(s, src, obj, hdr, out_dir, log=log_dir / f"{s.name}.log", tc=tc)
         if record_dir is not None and s.name in keys and b.status != "fail":
             _record_suite(b, record_dir / keys[s.name])
         out.append(b)
