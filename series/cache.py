@@ -56,8 +56,12 @@ class Cache:
     def trees_registry(self) -> Path:
         return self.root / "trees.toml"
 
+    @property
+    def trees(self) -> Path:
+        return self.root / "trees"
+
     def tree_repo(self, tree: str) -> Path:
-        return self.root / "trees" / f"{tree}.git"
+        return self.trees / f"{tree}.git"
 
     # -- worktrees -------------------------------------------------------------
     @property

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--test-timeout", type=int, default=30, metavar="S",
                    help="per-program limit in the guest (default 30: a hang is a kill, found fast)")
     p.add_argument("--boot-timeout", type=float, default=420.0, metavar="S",
-                   help="whole-boot limit (a mutant's boot is also bounded by 6x the baseline's, at least 60 s)")
+                   help="whole-boot limit (a mutant's boot is also bounded by 4x the baseline's, at least 30 s)")
     p.set_defaults(func=run)
 
 

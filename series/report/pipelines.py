@@ -21,10 +21,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..cache import Cache
+
 CHECK_STAGES = "apply,checkpatch,hygiene,mail"
-CACHE_PATHS = [".series-cache/builds", ".series-cache/ccache", ".series-cache/trees"]
+# The engine's cache: the build directories, the ccache store and the kernel trees with
+# their registry, named by the one cache layout (the jobs set SERIES_CACHE=.series-cache).
+_CACHE = Cache(Path(".series-cache"))
+CACHE_PATHS = [str(p) for p in (_CACHE.builds, _CACHE.ccache, _CACHE.trees, _CACHE.trees_registry)]
 
 
 @dataclass
