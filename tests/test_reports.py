@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from series.report.html import to_html
 from series.report.junit import to_junit
 from series.report.markdown import to_markdown
@@ -59,8 +61,21 @@ def test_patchwork_checks_per_patch_and_stage() -> None:
 def test_markdown_and_html() -> None:
     md = to_markdown(RESULTS)
     assert "| build | FAIL |" in md and "missing patches" in md
+    assert "- build:" not in md                   # no toolchain recorded: nothing claimed
     html = to_html(RESULTS)
     assert "<script>alert(1)</script>" not in html          # subjects are escaped
     assert "&lt;script&gt;" in html
     assert "Kernel panic - not syncing" in html and "uffd-unit-tests/move/anon" in html
     assert html.count("<tr>") >= 3 + 3
+
+
+@pytest.mark.parametrize("sandbox,says", [({"tool": "bwrap", "network": False}, "sandboxed (bwrap; network none)"),
+                                          ({"tool": "bwrap", "network": True}, "sandboxed (bwrap; network shared)"),
+                                          (None, "**not sandboxed** (--no-sandbox)")])
+def test_markdown_says_whether_the_build_was_sandboxed(sandbox: dict[str, object] | None, says: str) -> None:
+    import copy
+    r = copy.deepcopy(RESULTS)
+    build = next(st for st in r["stages"] if st["name"] == "build")
+    build["extra"]["toolchain"] = {"cc": "ccache gcc", "ident": "x", "ccache": True, "sandbox": sandbox}
+    assert f"- build: {says}\n" in to_markdown(r)
+    assert f'<li id="build-sandbox">build: {says.replace("**", "")}</li>' in to_html(r)

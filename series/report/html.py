@@ -21,7 +21,11 @@ def to_html(results: dict[str, Any], *, run_dir: Path | None = None) -> str:
     def cell(st: dict[str, Any], index: int) -> dict[str, Any] | None:
         return next((i for i in st.get("items", []) if i.get("index") == index), None)
 
+    from .markdown import sandbox_line
+    build = next((st for st in results.get("stages", []) if st.get("name") == "build"), None)
+    sandbox = (sandbox_line(build) or "").replace("**", "")
     return env.get_template("dashboard.html.j2").render(r=_Obj(results), patch_stages=[_Obj(s) for s in patch_stages],
+                                                        sandbox=sandbox,
                                                         cell=lambda st, i: _maybe(cell(st._d, i)),
                                                         link=lambda p: log_link(p, base))
 

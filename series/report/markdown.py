@@ -11,6 +11,10 @@ def to_markdown(results: dict[str, Any]) -> str:
     out = [f"# series CI: {results.get('stack')} v{results.get('revision')} — {ICON.get(results.get('status', ''), results.get('status'))}",
            "", f"- tree: `{results.get('tree')}` onto `{results.get('onto')}` (`{(results.get('base_commit') or '')[:12]}`)",
            f"- reproduce: `{results.get('reproduce', '')}`", ""]
+    build = next((st for st in results.get("stages", []) if st.get("name") == "build"), None)
+    line = sandbox_line(build)
+    if line:
+        out[-1:-1] = [f"- build: {line}"]
     if results.get("missing"):
         out.append(f"- **missing patches** (not imported): {', '.join(map(str, results['missing']))}")
         out.append("")
@@ -19,3 +23,14 @@ def to_markdown(results: dict[str, Any]) -> str:
         out.append(f"| {st['name']} | {ICON.get(st['status'], st['status'])} | {st.get('duration_s', 0):.1f}s | "
                    f"{str(st.get('summary', '')).replace('|', '/')} |")
     return "\n".join(out) + "\n"
+
+
+def sandbox_line(build: dict[str, Any] | None) -> str | None:
+    """How the build ran, from its stage's toolchain (docs/results.md): None when no build ran."""
+    tc = ((build or {}).get("extra") or {}).get("toolchain")
+    if not isinstance(tc, dict):
+        return None
+    sb = tc.get("sandbox")
+    if not sb:
+        return "**not sandboxed** (--no-sandbox)"
+    return f"sandboxed ({sb.get('tool', '?')}; network {'shared' if sb.get('network') else 'none'})"
