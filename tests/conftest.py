@@ -270,6 +270,16 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+def user_tree(path: Path) -> Path:
+    """A user's git tree of our own at `path`: branch main, an identity, a README (not committed)."""
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "U")
+    git(path, "config", "user.email", "u@example.org")
+    (path / "README").write_text("a tree\n")
+    return path
+
+
 def commit_files(repo: Path, msg: str, **files: str) -> str:
     """Write `files` (name -> text) into the checkout `repo`, commit them, return the commit."""
     for name, text in files.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import git, run_series
+from conftest import git, run_series, user_tree
 from mailfactory import diff_for, patch_mail, series_mails, write_mbox
 
 
@@ -23,12 +23,7 @@ def respins(workspace: Path, tmp_path: Path) -> tuple[Path, str]:
     """Stack `demo`: v1 complete (adds mm/demo1.c, mm/demo2.c), v2 lacks patch 2,
     v3 adds up/demo1.c and up/demo2.c which the base already has, v4 is listed
     in the manifest only."""
-    user = tmp_path / "linux"
-    user.mkdir()
-    git(user, "init", "-q", "-b", "main")
-    git(user, "config", "user.name", "U")
-    git(user, "config", "user.email", "u@example.org")
-    (user / "README").write_text("a tree\n")
+    user = user_tree(tmp_path / "linux")
     for i in (1, 2):
         (user / "up").mkdir(exist_ok=True)
         body = diff_for(i, 3, file=f"up/demo{i}.c").split("@@\n", 1)[1]

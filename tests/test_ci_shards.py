@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import git, run_series
+from conftest import git, run_series, user_tree
 from mailfactory import series_mails, write_mbox
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,12 +53,7 @@ def same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture
 def demo(workspace: Path, tmp_path: Path) -> tuple[Path, str]:
-    user = tmp_path / "linux"
-    user.mkdir()
-    git(user, "init", "-q", "-b", "main")
-    git(user, "config", "user.name", "U")
-    git(user, "config", "user.email", "u@example.org")
-    (user / "README").write_text("a tree\n")
+    user = user_tree(tmp_path / "linux")
     (user / "MAINTAINERS").write_text("DEMO\nM:\tAda Lovelace <ada@example.org>\nF:\tmm/\n")
     (user / "scripts").mkdir()
     (user / "scripts" / "checkpatch.pl").write_text(      # ours: one warning per patch

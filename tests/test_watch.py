@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import git, run_series
+from conftest import git, run_series, user_tree
 from mailfactory import cover_mail, patch_mail, series_mails, write_mbox
 
 TOKEN = "s3cret-token"
@@ -25,12 +25,7 @@ TOKEN = "s3cret-token"
 @pytest.fixture
 def watched(workspace: Path, tmp_path: Path) -> tuple[Path, str, Path]:
     """Stack `demo` with v1 imported from the mirror; a tree to apply onto."""
-    user = tmp_path / "linux"
-    user.mkdir()
-    git(user, "init", "-q", "-b", "main")
-    git(user, "config", "user.name", "U")
-    git(user, "config", "user.email", "u@example.org")
-    (user / "README").write_text("a tree\n")
+    user = user_tree(tmp_path / "linux")
     (user / "scripts").mkdir()
     # a checkpatch of our own: no finding on any patch, in checkpatch's summary format
     (user / "scripts" / "checkpatch.pl").write_text(
