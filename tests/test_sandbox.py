@@ -346,8 +346,12 @@ def test_kernel_patch_that_escapes_fails_its_build(kernel_ws: Path, session_cach
                        *extra)
         assert r.rc in (0, 2), r.err
         return r.json
-    d = build()
+    # --rebuild: the base is built, not reused, so obj/ starts at the base whatever an earlier test
+    # left in this shared build directory (a cached base does not move the worktree, and a failed
+    # step leaves objects of that earlier state stale: the rebuilt counts below would depend on it)
+    d = build("--rebuild")
     assert d["status"] == "fail" and [p["status"] for p in d["patches"]] == ["pass", "fail", "fail"], d
+    assert not d["patches"][0]["cached"], d["patches"][0]
     p1, p2 = d["patches"][1:]
     root = Path(d["build_dir"])
     assert f"({root}/escaped-{token}: Read-only file system)" in p1["sandbox_blocked"], p1
