@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import xml.etree.ElementTree as ET
 
@@ -73,7 +74,6 @@ def test_markdown_and_html() -> None:
                                           ({"tool": "bwrap", "network": True}, "sandboxed (bwrap; network shared)"),
                                           (None, "**not sandboxed** (--no-sandbox)")])
 def test_markdown_says_whether_the_build_was_sandboxed(sandbox: dict[str, object] | None, says: str) -> None:
-    import copy
     r = copy.deepcopy(RESULTS)
     build = next(st for st in r["stages"] if st["name"] == "build")
     build["extra"]["toolchain"] = {"cc": "ccache gcc", "ident": "x", "ccache": True, "sandbox": sandbox}

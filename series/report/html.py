@@ -11,6 +11,8 @@ from typing import Any
 
 import jinja2
 
+from .markdown import build_sandbox
+
 
 def to_html(results: dict[str, Any], *, run_dir: Path | None = None) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("series", "templates"),
@@ -21,11 +23,9 @@ def to_html(results: dict[str, Any], *, run_dir: Path | None = None) -> str:
     def cell(st: dict[str, Any], index: int) -> dict[str, Any] | None:
         return next((i for i in st.get("items", []) if i.get("index") == index), None)
 
-    from .markdown import sandbox_line
-    build = next((st for st in results.get("stages", []) if st.get("name") == "build"), None)
-    sandbox = (sandbox_line(build) or "").replace("**", "")
+    sandbox = build_sandbox(results)
     return env.get_template("dashboard.html.j2").render(r=_Obj(results), patch_stages=[_Obj(s) for s in patch_stages],
-                                                        sandbox=sandbox,
+                                                        sandbox=" ".join(sandbox or ()),
                                                         cell=lambda st, i: _maybe(cell(st._d, i)),
                                                         link=lambda p: log_link(p, base))
 

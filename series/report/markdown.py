@@ -11,10 +11,10 @@ def to_markdown(results: dict[str, Any]) -> str:
     out = [f"# series CI: {results.get('stack')} v{results.get('revision')} — {ICON.get(results.get('status', ''), results.get('status'))}",
            "", f"- tree: `{results.get('tree')}` onto `{results.get('onto')}` (`{(results.get('base_commit') or '')[:12]}`)",
            f"- reproduce: `{results.get('reproduce', '')}`", ""]
-    build = next((st for st in results.get("stages", []) if st.get("name") == "build"), None)
-    line = sandbox_line(build)
-    if line:
-        out[-1:-1] = [f"- build: {line}"]
+    sandbox = build_sandbox(results)
+    if sandbox:
+        what, detail = sandbox
+        out[-1:-1] = [f"- build: {what if what == 'sandboxed' else f'**{what}**'} {detail}"]
     if results.get("missing"):
         out.append(f"- **missing patches** (not imported): {', '.join(map(str, results['missing']))}")
         out.append("")
@@ -25,12 +25,14 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def sandbox_line(build: dict[str, Any] | None) -> str | None:
-    """How the build ran, from its stage's toolchain (docs/results.md): None when no build ran."""
+def build_sandbox(results: dict[str, Any]) -> tuple[str, str] | None:
+    """How the run's build ran, from its build stage's toolchain (docs/results.md):
+    ("sandboxed" or "not sandboxed", the details in parentheses); None when no build ran."""
+    build = next((st for st in results.get("stages", []) if st.get("name") == "build"), None)
     tc = ((build or {}).get("extra") or {}).get("toolchain")
     if not isinstance(tc, dict):
         return None
     sb = tc.get("sandbox")
     if not sb:
-        return "**not sandboxed** (--no-sandbox)"
-    return f"sandboxed ({sb.get('tool', '?')}; network {'shared' if sb.get('network') else 'none'})"
+        return "not sandboxed", "(--no-sandbox)"
+    return "sandboxed", f"({sb.get('tool', '?')}; network {'shared' if sb.get('network') else 'none'})"
