@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,6 +290,30 @@ def commit_files(repo: Path, msg: str, **files: str) -> str:
         git(repo, "add", name)
     git(repo, "commit", "-qm", msg)
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def make_mbox(repo: Path, base: str, patches: "list[tuple[str, str, Callable[[str], str]]]", stack: str, *,
+              version: int = 1, numbers: list[int] | None = None, total: int | None = None) -> str:
+    """Mails `[PATCH vN i/total]` in `git format-patch`'s shape, one per (subject, path, edit): the
+    diff made with difflib from the file at `base` in `repo` as the earlier patches left it.  `numbers`
+    gives each patch its i (default 1..n: a revision with a patch missing skips its number)."""
+    import difflib
+    numbers = numbers or list(range(1, len(patches) + 1))
+    total = total or len(patches)
+    state: dict[str, str] = {}
+    mails = []
+    for i, (subject, path, edit) in zip(numbers, patches, strict=True):
+        old = state.get(path)
+        if old is None:
+            old = git(repo, "show", f"{base}:{path}")
+        new = state[path] = edit(old)
+        diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{path}", f"b/{path}"))
+        mails.append(
+            f"From series-test Mon Sep 17 00:00:00 2001\nFrom: Series Test <test@series.invalid>\n"
+            f"Date: Mon, {version} Jan 2024 00:0{i}:00 +0000\nSubject: [PATCH v{version} {i}/{total}] {subject}\n"
+            f"Message-ID: <{stack}-v{version}-{i}@series.invalid>\n\n{subject}.\n\n"
+            f"Signed-off-by: Series Test <test@series.invalid>\n---\ndiff --git a/{path} b/{path}\n{diff}--\n2.39.0\n\n")
+    return "".join(mails)
 
 
 def repo_state(path: Path) -> tuple[str, str]:

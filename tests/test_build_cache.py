@@ -122,6 +122,8 @@ def test_cold_then_warm_then_rebuild(kernelish: dict) -> None:
     assert items[2]["cached"] and "no kernel build input changed" in items[2]["cached_from"]
     assert items[2]["rebuilt"] == 0 and items[2]["log"] is None
     assert len(_makes(k["log"])) == 3
+    # what each count is relative to: cold, then the step make last ran on (patch 2 ran no make)
+    assert [items[i]["built_from"] for i in (0, 1, 3)] == [None, k["base"], k["commits"][0][1]]
     assert sb.bzimage is not None and sb.bzimage.read_text() == "int a = 1;\nint b = 3;\n"
     # the cold base build had no count to go by; its count is now recorded
     assert ("base", 0, None, "make") in ticks and k["bd"].full_object_count() == 2
@@ -152,6 +154,8 @@ def test_a_respin_rebuilds_only_its_change_and_reuses_the_rest(kernelish: dict) 
     items = {i["index"]: i for i in sb.stage.items}
     assert items[0]["cached"] and items[1]["cached"] and items[2]["cached"]
     assert not items[3]["cached"] and items[3]["rebuilt"] == 1 and len(_makes(k["log"])) == 1
+    # patches 1 and 2 were reused, so obj/ was still v1's patch 3: the count is relative to that, and says so
+    assert items[3]["built_from"] == k["commits"][-1][1] != items[2]["commit"]
     assert sb.bzimage is not None and "int b = 33;" in sb.bzimage.read_text()
 
 

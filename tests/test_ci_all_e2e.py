@@ -11,7 +11,6 @@ session builds these trees anew.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_series
+from conftest import make_mbox, run_series
 
 pytestmark = [pytest.mark.e2e]
 
@@ -31,27 +30,6 @@ ONTO = "debian/6.12"
 
 def _comment(text: str) -> Callable[[str], str]:
     return lambda s: s.replace("\n", f"\n/* {text} */\n", 1)
-
-
-def make_mbox(repo: Path, base: str, patches: list[tuple[int, str, str, Callable[[str], str]]], stack: str,
-              version: int, total: int) -> str:
-    """Mails `[PATCH vN i/total]` for the given (index, subject, path, edit), diffs by difflib."""
-    state: dict[str, str] = {}
-    mails = []
-    for i, subject, path, edit in patches:
-        old = state.get(path)
-        if old is None:
-            old = subprocess.run(["git", "-C", str(repo), "show", f"{base}:{path}"], check=True,
-                                 capture_output=True, text=True).stdout
-        new = edit(old)
-        state[path] = new
-        diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{path}", f"b/{path}"))
-        mails.append(
-            f"From series-test Mon Sep 17 00:00:00 2001\nFrom: Series Test <test@series.invalid>\n"
-            f"Date: Mon, {version} Jan 2024 00:0{i}:00 +0000\nSubject: [PATCH v{version} {i}/{total}] {subject}\n"
-            f"Message-ID: <{stack}-v{version}-{i}@series.invalid>\n\n{subject}.\n\n"
-            f"Signed-off-by: Series Test <test@series.invalid>\n---\ndiff --git a/{path} b/{path}\n{diff}--\n2.39.0\n\n")
-    return "".join(mails)
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +44,13 @@ def respins(debian_trees, tmp_path_factory: pytest.TempPathFactory, session_cach
     base = subprocess.run(["git", "-C", str(repo), "tag", "--list", "debian/6.12.*"], check=True,
                           capture_output=True, text=True).stdout.split()[-1]
     nonce = f"{time.time_ns():x}"
-    p1 = (1, "mm: userfaultfd: a comment", "mm/userfaultfd.c", _comment(f"ci-all {nonce} patch 1"))
-    p2 = (2, "fs: userfaultfd: a comment", "fs/userfaultfd.c", _comment(f"ci-all {nonce} patch 2"))
-    p2b = (2, "fs: userfaultfd: a comment", "fs/userfaultfd.c", _comment(f"ci-all {nonce} patch 2, respun"))
-    p3 = (3, "mm: huge_memory: a comment", "mm/huge_memory.c", _comment(f"ci-all {nonce} patch 3"))
-    for v, patches in ((1, [p1, p2, p3]), (2, [p1, p2b, p3]), (3, [p1, p3])):
+    p1 = ("mm: userfaultfd: a comment", "mm/userfaultfd.c", _comment(f"ci-all {nonce} patch 1"))
+    p2 = ("fs: userfaultfd: a comment", "fs/userfaultfd.c", _comment(f"ci-all {nonce} patch 2"))
+    p2b = ("fs: userfaultfd: a comment", "fs/userfaultfd.c", _comment(f"ci-all {nonce} patch 2, respun"))
+    p3 = ("mm: huge_memory: a comment", "mm/huge_memory.c", _comment(f"ci-all {nonce} patch 3"))
+    for v, patches, numbers in ((1, [p1, p2, p3], [1, 2, 3]), (2, [p1, p2b, p3], [1, 2, 3]), (3, [p1, p3], [1, 3])):
         mb = ws / f"v{v}.mbox"
-        mb.write_text(make_mbox(repo, base, patches, "ci-all", v, 3))
+        mb.write_text(make_mbox(repo, base, patches, "ci-all", version=v, numbers=numbers, total=3))
         r = run_series("-C", str(ws), "import", "ci-all", "--mbox", str(mb), *(["--create"] if v == 1 else []))
         assert r.rc == 0, r.err
     return ws

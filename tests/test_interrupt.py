@@ -277,7 +277,7 @@ DELAY = {"apply": 0.3, "check": 0.0, "build": 2.0, "boot": 2.0, "mail": 0.5}
 
 
 def _intr_mbox(repo: Path, base: str, stack: str, token: str) -> str:
-    from test_build_boot import make_mbox
+    from conftest import make_mbox
 
     def comment(n: int) -> Callable[[str], str]:
         return lambda s: s.replace("\n", f"\n/* series interruption test {token}: patch {n} */\n", 1)

@@ -87,10 +87,14 @@ def build_text(r: "Run") -> str:
         lines.append(f"  config: {o['option']}={o['wanted']} did not stick (got {o['got']})")
     if res.missing:
         lines.append(f"  missing patches (not built): {', '.join(map(str, res.missing))}")
+    before: str | None = None
     for it in st.items:
         label = "base" if it["index"] == 0 else f"patch {it['index']}"
         what = f"cached: {it.get('cached_from', 'an earlier build')}" if it.get("cached") else \
             f"{it.get('rebuilt', 0)} objects"
+        if not it.get("cached") and it.get("built_from") and it["built_from"] != before:
+            what += f" since {str(it['built_from'])[:12]}, the build directory's last build"
+        before = it.get("commit")
         lines.append(f"  {label:<9} {it['status']:<5} {it['duration_s']:7.1f}s  ({what})")
         lines += [f"      new warning: {w}" for w in it["new_warnings"]]
         lines += [f"      error: {e}" for e in it["errors"]]

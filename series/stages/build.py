@@ -11,6 +11,9 @@ A build directory is kept per (tree, base, config) under the cache:
         logs/       one log per build step
         lock        flock: one run per build directory at a time
         objects.json         objects a full build of this config compiled (the progress bar's total)
+        obj-state   the commit make last ran on in obj/: a step's `built_from`
+                    (its `rebuilt` count is relative to it; after a cached
+                    step that is not the previous step)
         results/<tree>-<toolchain>.json (+ .bzImage)   the recorded result of a
                     commit's build, keyed by its tree (content), reused as `cached`
         suites/<suite>-<key>/   a built test suite (programs, log), reused likewise
@@ -437,6 +440,23 @@ class BuildDir:
         """Built test suites, per (tree, suite, toolchain): see build_suites."""
         return self.root / "suites"
 
+    # -- what obj/ was last built from ------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.root / "obj-state"
+
+    def built_state(self) -> str | None:
+        """The commit make last ran on in obj/ (None: a cold directory, or not known).
+        A cached step does not move obj/, so this is not always the previous step."""
+        try:
+            text = self.state_file.read_text().strip()
+        except OSError:
+            return None
+        return text if re.fullmatch(r"[0-9a-f]{40}", text) and bzimage_path(self.obj).is_file() else None
+
+    def save_built_state(self, commit: str) -> None:
+        atomic_write_text(self.state_file, commit + "\n")
+
     # -- object counts (the progress bar's total) --------------------------------
     @property
     def objects_file(self) -> Path:
@@ -598,12 +618,14 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
                 tick(label, 1, 1, "unchanged kernel")
             continue
         cold = not bzimage_path(bd.obj).is_file()
+        built_from = None if cold else bd.built_state()
         expected: int | None = None
         if cold:
             expected = bd.full_object_count() or expected_full
         elif tick is not None:   # only a progress bar needs it
-            expected = expected_objects(bd.obj, changed_paths(repo, Worktree.at(bd.src).head(), commit))
+            expected = expected_objects(bd.obj, changed_paths(repo, built_from or Worktree.at(bd.src).head(), commit))
         checkout(bd.src, commit)
+        bd.save_built_state(commit)   # before make: an interrupted make leaves obj/ on its way to this commit
         say(f"building {label} ({commit[:12]})")
         on_object = (lambda n, what, _l=label, _e=expected: tick(_l, n, _e, what)) if tick else None
         if tick:
@@ -619,7 +641,8 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
             new = [str(d) for d in step.warnings if d.key not in base_keys]
         item = {"index": index, "commit": commit, "status": "pass" if step.ok else "fail",
                 "duration_s": round(step.duration_s, 3), "new_warnings": new,
-                "errors": step.error_lines, "rebuilt": len(step.compiled), "log": str(step.log), "cached": False}
+                "errors": step.error_lines, "rebuilt": len(step.compiled), "log": str(step.log), "cached": False,
+                "built_from": built_from}
         if step.blocked:
             item["sandbox_blocked"] = step.blocked
         items.append(item)
