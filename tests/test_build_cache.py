@@ -159,6 +159,22 @@ def test_a_respin_rebuilds_only_its_change_and_reuses_the_rest(kernelish: dict) 
     assert sb.bzimage is not None and "int b = 33;" in sb.bzimage.read_text()
 
 
+def test_a_built_from_commit_gone_from_the_repository_still_builds(kernelish: dict) -> None:
+    """obj-state may name a commit git has since pruned (nothing refers to it once the worktree
+    moved on): the progress bar's estimate falls back to the worktree's commit, the build goes on."""
+    k = kernelish
+    build_series(k["bd"], k["repo"], k["base"], k["commits"][:1], fragment=k["frag"])
+    gone = "0123456789abcdef" * 2 + "01234567"
+    k["bd"].state_file.write_text(gone + "\n")
+    ticks: list[tuple[str, int, int | None, str]] = []
+    sb = build_series(k["bd"], k["repo"], k["base"], k["commits"], fragment=k["frag"],
+                      tick=lambda *a: ticks.append(a))
+    items = {i["index"]: i for i in sb.stage.items}
+    assert items[3]["status"] == "pass" and items[1]["cached"]
+    assert [t for t in ticks if t[0] == "patch 3"][-1][3] == "ok"
+    assert k["bd"].built_state() == k["commits"][-1][1]
+
+
 def test_failures_and_new_warnings_are_not_cached(kernelish: dict) -> None:
     k = kernelish
     bad = [(1, k["commit"]("mm/a.c", "int a; /* warn */\n", "warn")), (2, k["commit"]("mm/b.c", "#error\n", "break"))]

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InfraError
+from ..errors import GitError, InfraError
 from ..cache import Cache
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..git import Repo, Worktree
@@ -623,7 +623,11 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
         if cold:
             expected = bd.full_object_count() or expected_full
         elif tick is not None:   # only a progress bar needs it
-            expected = expected_objects(bd.obj, changed_paths(repo, built_from or Worktree.at(bd.src).head(), commit))
+            try:
+                since = changed_paths(repo, built_from or Worktree.at(bd.src).head(), commit)
+            except GitError:   # built_from may have been pruned from the repository since
+                since = changed_paths(repo, Worktree.at(bd.src).head(), commit)
+            expected = expected_objects(bd.obj, since)
         checkout(bd.src, commit)
         bd.save_built_state(commit)   # before make: an interrupted make leaves obj/ on its way to this commit
         say(f"building {label} ({commit[:12]})")
