@@ -22,7 +22,7 @@ from mailfactory import series_mails, write_mbox
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = {"duration_s", "log", "run_dir", "started", "finished", "reproduce", "cached", "cached_from", "rebuilt",
-            "build_logs", "boot_duration_s", "shards", "logs"}
+            "built_from", "build_logs", "boot_duration_s", "shards", "logs"}
 
 
 def normalized(v: Any, run_dir: str) -> Any:
