@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, run_series
+from conftest import git, make_mbox, run_series
 from series.errors import InfraError
 from series.sandbox import HINT, Sandbox, blocked, explain, needs_network, sandbox
 from series.stages.build import build_verdict
-from conftest import make_mbox
 from test_build_boot import ONTO, TREE, kernel_ws  # noqa: F401  (kernel_ws: a session fixture)
 from test_distcc import distccd  # noqa: F401  (a fixture: a distcc daemon of ours on 127.0.0.1)
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import GitError, InfraError
+from ..errors import InfraError
 from ..cache import Cache
 from ..fsutil import atomic_write_json, atomic_write_text
 from ..git import Repo, Worktree
@@ -618,16 +618,15 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
                 tick(label, 1, 1, "unchanged kernel")
             continue
         cold = not bzimage_path(bd.obj).is_file()
-        built_from = None if cold else bd.built_state()
+        built_from = bd.built_state()   # None when cold
         expected: int | None = None
         if cold:
             expected = bd.full_object_count() or expected_full
         elif tick is not None:   # only a progress bar needs it
-            try:
-                since = changed_paths(repo, built_from or Worktree.at(bd.src).head(), commit)
-            except GitError:   # built_from may have been pruned from the repository since
-                since = changed_paths(repo, Worktree.at(bd.src).head(), commit)
-            expected = expected_objects(bd.obj, since)
+            # built_from may have been pruned from the repository since: then the worktree's commit
+            known = built_from if built_from and Repo(repo).ref_value(built_from + "^{commit}") else None
+            since = known or Worktree.at(bd.src).head()
+            expected = expected_objects(bd.obj, changed_paths(repo, since, commit))
         checkout(bd.src, commit)
         bd.save_built_state(commit)   # before make: an interrupted make leaves obj/ on its way to this commit
         say(f"building {label} ({commit[:12]})")
