@@ -137,6 +137,9 @@ def test_boot_runs_upstream_move_tests(kernel_ws: Path, good_build: dict) -> Non
     assert d["status"] == "pass"
     assert d["accel"] in ("kvm", "tcg")
     assert d["kernel_problems"] == []
+    # the guest stopped by itself after its last test (init's reboot -f ends qemu), not killed after a grace
+    extra = next(s for s in json.loads(Path(d["results"]).read_text())["stages"] if s["name"] == "test")["extra"]
+    assert extra["guest_killed"] is False, extra["qemu"]
     tests = {t["name"]: t for t in d["tests"]}
     for name in ("move", "move-pmd", "move-pmd-split"):
         t = tests[f"uffd-unit-tests/{name}/anon"]

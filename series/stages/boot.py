@@ -22,7 +22,7 @@ from ..suites import BuiltSuite
 from .console import Problem, scan_console
 from .initramfs import GuestTest, make_initramfs
 from .ktap import TestCase, parse_ktap, parse_uffd_unit
-from .qemu import GuestRun, choose_accel, run_guest
+from .qemu import GuestRun, choose_accel, kernel_cmdline, run_guest
 
 DEFAULT_BOOT_TIMEOUT_S = 600.0
 DEFAULT_TEST_TIMEOUT_S = 300
@@ -107,8 +107,10 @@ def boot_and_test(bzimage: Path, suites: list[BuiltSuite], *, work_dir: Path, ca
                         counts={s: sum(c.status == s for c in cases) for s in ("pass", "fail", "skip")},
                         extra={"accel": accel, "accel_reason": why,
                                "kernel_problems": [p.to_dict() for p in problems],
-                               "cmdline": append, "qemu": " ".join(run.command),
-                               "boot_duration_s": round(run.duration_s, 3)})
+                               "cmdline": kernel_cmdline(append), "qemu": " ".join(run.command),
+                               "boot_duration_s": round(run.duration_s, 3),
+                               # killed: the guest did not stop by itself (a timeout, or no reset after its end)
+                               "guest_killed": run.killed})
     return BootResult(stage=stage, accel=accel, problems=problems, tests=cases, log=log)
 
 

@@ -18,7 +18,7 @@ A build directory is kept per (tree, base, config) under the cache:
                     commit's build, keyed by its tree (content), reused as `cached`
         suites/<suite>-<key>/   a built test suite (programs, log), reused likewise
 
-Compiles go through ccache when it is installed (CC="ccache gcc", CCACHE_DIR
+Compiles go through ccache when it is installed (CC="ccache gcc", depend mode, CCACHE_DIR
 under the cache): content compiled once is a cache hit whatever the mtimes,
 so moving the worktree back and forth costs little.  A commit whose tree was
 already built here with the same toolchain is not built again: its recorded
@@ -284,8 +284,12 @@ def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: 
         # distcc/icecc behind ccache: ccache hashes locally, a miss compiles remotely (CCACHE_PREFIX)
         prefix = words[0] if len(words) > 1 and Path(words[0]).name in ("distcc", "icecc") else None
         cc = f"ccache {' '.join(words[1:]) if prefix else compiler}"
+        # depend mode: a miss runs the compiler alone and learns the headers from
+        # the -MMD file kbuild asks for, where the default mode would preprocess
+        # each source first to hash it (a cold base build here: 162 s against
+        # 262 s); a hit is found the same way (the manifest of header contents)
         env = (("CCACHE_DIR", str(cache.ccache)), ("CCACHE_MAXSIZE", "5G"), ("CCACHE_NOHASHDIR", "1"),
-               *((("CCACHE_PREFIX", prefix),) if prefix else ()))
+               ("CCACHE_DEPEND", "1"), *((("CCACHE_PREFIX", prefix),) if prefix else ()))
     if compiler not in _IDENTS:
         text = "\n".join([_version_line(compiler.split() + ["--version"]), _version_line(["ld", "--version"]),
                           _version_line(["make", "--version"])])

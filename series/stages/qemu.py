@@ -33,6 +33,7 @@ from ..fsutil import atomic_write_json
 QEMU = "qemu-system-x86_64"
 PROBE_TIMEOUT_S = 12.0
 PROBE_MARKER = "SERIES-PROBE-OK"
+EXIT_WAIT_S = 5.0   # how long a guest whose console closed gets to exit before it is killed
 
 
 @dataclass
@@ -42,6 +43,7 @@ class GuestRun:
     arrivals: list[tuple[int, float]] = field(default_factory=list)  # (char offset, seconds since start)
     returncode: int | None = None
     timed_out: bool = False
+    killed: bool = False              # still running at the end (timeout, or the grace after the done marker)
     duration_s: float = 0.0
     command: list[str] = field(default_factory=list)
 
@@ -73,10 +75,29 @@ def qemu_version() -> str:
     return out.splitlines()[0].strip() if out else "unknown"
 
 
+# microvm without ACPI: its firmware (qboot) writes an MP table that lists every
+# CPU, so a kernel built without ACPI (series/configs: some 250 objects fewer)
+# still gets `-smp N` CPUs.  On the pc machine SeaBIOS's MP table lists only the
+# boot CPU, which is why such a kernel booted with one.  A kernel with ACPI
+# finds no tables here and reads the same MP table.  Nothing else is needed:
+# the console is microvm's ISA serial port, the root an initramfs.
+MACHINE = "microvm,acpi=off"
+# microvm has no keyboard controller and no ACPI to reset through: a reboot
+# (init's `reboot -f`, or panic=-1 after a panic) would try those for ever.  A
+# triple fault resets at once, and -no-reboot turns that into qemu's exit.
+# First on the command line, so that a user's own reboot= wins.
+MACHINE_CMDLINE = "reboot=t"
+
+
+def kernel_cmdline(append: str) -> str:
+    """What the guest kernel is given: the machine's part, then `append`."""
+    return f"{MACHINE_CMDLINE} {append}"
+
+
 def command(bzimage: Path, initramfs: Path, append: str, *, accel: str, memory: str = "1G", smp: int = 2) -> list[str]:
-    cmd = [qemu_binary(), "-nodefaults", "-display", "none", "-no-reboot",
+    cmd = [qemu_binary(), "-M", MACHINE, "-nodefaults", "-display", "none", "-no-reboot",
            "-m", memory, "-smp", str(smp),
-           "-kernel", str(bzimage), "-initrd", str(initramfs), "-append", append,
+           "-kernel", str(bzimage), "-initrd", str(initramfs), "-append", kernel_cmdline(append),
            "-serial", "stdio", "-monitor", "none"]
     if accel == "kvm":
         cmd += ["-accel", "kvm", "-cpu", "host"]
@@ -112,6 +133,7 @@ def run_guest(bzimage: Path, initramfs: Path, append: str, *, accel: str, timeou
         sel.register(proc.stdout, selectors.EVENT_READ)
         try:
             done_at: float | None = None
+            ended = False
             while True:
                 now = time.monotonic()
                 if done_at is not None and now - done_at > grace_s:
@@ -130,6 +152,7 @@ def run_guest(bzimage: Path, initramfs: Path, append: str, *, accel: str, timeou
                 except BlockingIOError:
                     continue
                 if not chunk:
+                    ended = True   # qemu closed the console: it is exiting
                     break
                 logf.write(chunk)
                 logf.flush()
@@ -147,7 +170,13 @@ def run_guest(bzimage: Path, initramfs: Path, append: str, *, accel: str, timeou
                             on_line(ln)
         finally:
             sel.close()
+            if ended:
+                try:
+                    proc.wait(timeout=EXIT_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    pass
             if proc.poll() is None:
+                run.killed = True
                 _kill(proc)
             run.returncode = proc.wait()
             text_parts.append(decoder.decode(b"", final=True))
@@ -165,7 +194,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 # -- accelerator --------------------------------------------------------------
 def _cache_key() -> str:
-    return f"{qemu_version()} | host {platform.release()}"
+    return f"{qemu_version()} | {MACHINE} | host {platform.release()}"
 
 
 def choose_accel(cache: Cache | Path, bzimage: Path, initramfs: Path, *, log_dir: Path) -> tuple[str, str]:
