@@ -315,9 +315,10 @@ def configure(src: Path, obj: Path, fragment: Path, *, log: Path, tc: Toolchain 
     obj.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     steps = [
-        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, "tinyconfig"],
+        # -j: tinyconfig first compiles kconfig's own tools (10 s of a cold run one at a time)
+        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{default_jobs()}", "tinyconfig"],
         ["bash", str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(obj), str(obj / ".config"), str(fragment)],
-        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, "olddefconfig"],
+        ["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{default_jobs()}", "olddefconfig"],
     ]
     texts = []
     rw = (src, obj)
@@ -729,7 +730,8 @@ def install_headers(src: Path, obj: Path, *, log: Path, tc: Toolchain | None = N
     if hdr.is_dir() and stamp.is_file() and stamp.read_text() == key:
         return hdr
     rw = (src, obj)
-    rc, out = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, "headers"], cwd=src, log=log,
+    rc, out = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{default_jobs()}", "headers"],
+                          cwd=src, log=log,
                           env=tc.environ, sandbox=tc.sandbox, writable=rw)
     if rc != 0:
         why = tc.blocked(rc, out, rw)
@@ -759,7 +761,9 @@ def build_suite(suite: Suite, src: Path, obj: Path, hdr: Path, out_dir: Path, *,
     values = {"src": str(src), "obj": str(obj), "headers": str(hdr), "suite_dir": str(d), "out": str(out)}
     cmd = expand(suite.command, values, [s for s in suite.sources if (d / s).is_file()])
     rw, ro = (src, out), (d, obj)
-    rc, output = _run_logged(cmd, cwd=d, log=log, sandbox=tc.sandbox, writable=rw, readable=ro)
+    # a suite built by make builds its programs in parallel, as the kernel is
+    rc, output = _run_logged(cmd, cwd=d, log=log, sandbox=tc.sandbox, writable=rw, readable=ro,
+                             env={"MAKEFLAGS": f"-j{default_jobs()}"})
     command = " ".join(cmd)
     if rc != 0:
         stopped = tc.blocked(rc, output, rw)
