@@ -10,6 +10,7 @@ UFFDIO_MOVE, so the fallback definitions are built too."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -82,13 +83,20 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def runs(ksft_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+def built(ksft_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory the programs were built into."""
     out = tmp_path_factory.mktemp("kernel-tests-build")
     proc = subprocess.run(["make", "-C", str(SUITE), f"KSFT_DIR={ksft_dir}", f"O={out}"],
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0 and "cannot find -lc" in proc.stderr:
         pytest.skip("static libc (libc6-dev / glibc-static) is missing: cannot link -static")
     assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def runs(built: Path) -> list[Run]:
+    out = built
     results = []
     for prog in _progs():
         binary = out / prog
@@ -152,3 +160,38 @@ def test_every_former_test_still_exists(runs: list[Run]) -> None:
     assert not missing, f"tests of the former suite that no program runs: {missing}"
     passed = sum(c.status == "pass" for r in runs for c in r.parsed.cases)
     assert passed >= 1
+
+
+DUELS = ("race_same_dst", "race_same_src", "race_src_changes", "race_same_thp")
+
+
+def _races(binary: Path, *wrap: str) -> Parsed:
+    p = subprocess.run([*wrap, str(binary)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=1800)
+    return parse_ktap(p.stdout, prefix="uffd-move-races")
+
+
+def test_the_duels_skip_on_one_cpu(built: Path, tmp_path: Path) -> None:
+    """With one CPU online the two moves of a duel never overlap in the kernel:
+    each duel must say so as a SKIP, not pass having tested nothing.  One CPU is
+    what glibc reads from /sys/devices/system/cpu/online, replaced in a bwrap."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap to show the program one CPU")
+    online = tmp_path / "online"
+    online.write_text("0\n")
+    parsed = _races(built / "uffd-move-races", "bwrap", "--dev-bind", "/", "/",
+                    "--ro-bind", str(online), "/sys/devices/system/cpu/online")
+    if parsed.skip_all:
+        pytest.skip(f"uffd-move-races skipped on this host: {parsed.skip_all}")
+    by = {c.name.rsplit(".", 1)[-1]: c for c in parsed.cases}
+    for duel in DUELS:
+        assert by[duel].status == "skip" and "1 CPU online" in by[duel].reason, by[duel]
+    assert by["race_faults"].status == "pass", by["race_faults"]     # not a duel: it runs on one CPU too
+
+
+def test_the_duels_run_on_two_cpus(runs: list[Run]) -> None:
+    if len(os.sched_getaffinity(0)) < 2 or (os.cpu_count() or 1) < 2:
+        pytest.skip("this host has one CPU")
+    races = next(r for r in runs if r.prog == "uffd-move-races")
+    by = {c.name.rsplit(".", 1)[-1]: c for c in races.parsed.cases}
+    assert all(by[d].status == "pass" for d in DUELS), [by[d] for d in DUELS]
