@@ -41,7 +41,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,35 @@ def configure(src: Path, obj: Path, fragment: Path, *, log: Path, tc: Toolchain 
 
 
 # -- one build --------------------------------------------------------------
+@contextmanager
+def make_guard(obj: Path) -> Iterator[None]:
+    """Around a make that writes into obj/.  A make stopped hard (series killed,
+    or interrupted: it stops its children with SIGKILL) can leave outputs half
+    written with fresh mtimes, an empty vmlinux.o or a truncated object, that
+    the next make takes as up to date.  A mark beside obj/ says a make is
+    running and is removed when it returns; a make that finds the mark first
+    deletes every file in obj/ written since it (but .config, which kconfig
+    replaces whole), and make writes them again (ccache hits, mostly)."""
+    mark = obj.parent / f".{obj.name}-make-running"
+    try:
+        since = mark.stat().st_mtime_ns
+    except FileNotFoundError:
+        since = None
+    if since is not None:
+        for dirpath, _dirs, files in os.walk(obj):
+            for f in files:
+                path = os.path.join(dirpath, f)
+                try:
+                    if f != ".config" and os.lstat(path).st_mtime_ns >= since:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+    obj.mkdir(parents=True, exist_ok=True)
+    mark.write_text(f"{os.getpid()}\n")
+    yield
+    mark.unlink(missing_ok=True)     # not on an exception: that make did not return
+
+
 def build_kernel(src: Path, obj: Path, *, log: Path, jobs: int | None = None,
                  progress: Progress | None = None, target: str = "bzImage", tc: Toolchain | None = None,
                  on_object: Callable[[int, str], None] | None = None) -> BuildStep:
@@ -356,8 +386,9 @@ def build_kernel(src: Path, obj: Path, *, log: Path, jobs: int | None = None,
                 count[0] += 1
                 on_object(count[0], f"{m.group(1)} {m.group(2)}")
     rw = (src, obj)
-    rc, out = _run_logged(cmd, cwd=src, log=log, progress=line if (progress or on_object) else None,
-                          env=tc.environ, sandbox=tc.sandbox, writable=rw)
+    with make_guard(obj):
+        rc, out = _run_logged(cmd, cwd=src, log=log, progress=line if (progress or on_object) else None,
+                              env=tc.environ, sandbox=tc.sandbox, writable=rw)
     diags = parse_diags(out, src, obj)
     compiled = [m.group(2) for m in map(_KBUILD_STEP_RE.match, out.splitlines()) if m and m.group(1) in ("CC", "AS")]
     why = tc.blocked(rc, out, rw)
@@ -730,9 +761,9 @@ def install_headers(src: Path, obj: Path, *, log: Path, tc: Toolchain | None = N
     if hdr.is_dir() and stamp.is_file() and stamp.read_text() == key:
         return hdr
     rw = (src, obj)
-    rc, out = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{default_jobs()}", "headers"],
-                          cwd=src, log=log,
-                          env=tc.environ, sandbox=tc.sandbox, writable=rw)
+    with make_guard(obj):
+        rc, out = _run_logged(["make", "-C", str(src), f"O={obj}", *tc.make_vars, f"-j{default_jobs()}",
+                               "headers"], cwd=src, log=log, env=tc.environ, sandbox=tc.sandbox, writable=rw)
     if rc != 0:
         why = tc.blocked(rc, out, rw)
         raise InfraError(explain("make headers", why) + f" ({log})" if why else f"make headers failed: see {log}")
