@@ -78,12 +78,41 @@ def _fill_help(parser: argparse.ArgumentParser) -> None:
             action.help = _COMMON_HELP[action.dest]
 
 
+_in_unraisable = False
+
+
+def _unraisable(u: "sys.UnraisableHookArgs") -> None:
+    """A Ctrl-C that lands in a callback Python cannot raise from (importlib's
+    module-lock weakref callback, while the command modules are imported) would
+    print "Exception ignored ..." and be lost: the run went on and exited 0 (CI's
+    early Ctrl-C sweep, once).  It is raised again in the main thread once this
+    hook has returned (a 1 ms SIGALRM: anything raised in the hook is ignored too),
+    where the command's `finally` blocks run and main() reports it (exit 130)."""
+    global _in_unraisable
+    if not isinstance(u.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(u)
+        return
+    _in_unraisable = True
+    signal.signal(signal.SIGALRM, _reraise_interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.001)
+    _in_unraisable = False
+
+
+def _reraise_interrupt(signum: int, frame: object) -> None:
+    if _in_unraisable:  # fired before the hook returned: once more, later
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        return
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is _interrupted_early:
             # From here on a Ctrl-C is a KeyboardInterrupt: reported below, and the
             # `finally` blocks of the command run (locks, worktrees, results.json).
+            sys.unraisablehook = _unraisable
             signal.signal(signal.SIGINT, signal.default_int_handler)
         return _main(argv)
     except KeyboardInterrupt:  # also while the command modules are being imported

@@ -73,3 +73,20 @@ def test_start_up_imports_no_command_library() -> None:
         if bad:
             heavy[who] = sorted(bad)
     assert not heavy, f"imported at start-up (move these imports into run()): {heavy}"
+
+
+def test_a_ctrl_c_python_cannot_raise_is_still_an_interruption() -> None:
+    """A KeyboardInterrupt inside a weakref callback (where CI's early Ctrl-C
+    sweep once caught one, in importlib's module locks) is "unraisable": without
+    series' hook Python prints "Exception ignored" and the run goes on."""
+    import subprocess
+    import sys
+    code = ("import sys, weakref, time\nfrom series import cli\nsys.unraisablehook = cli._unraisable\n"
+            "class A: pass\na = A()\ndef cb(r): raise KeyboardInterrupt\nr = weakref.ref(a, cb)\n"
+            "try:\n    del a\n    for _ in range(100): time.sleep(0.01)\n    print('went on')\n"
+            "finally:\n    print('cleaned up')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and p.stdout == "cleaned up\n" and "KeyboardInterrupt" in p.stderr
+    plain = subprocess.run([sys.executable, "-c", code.replace("sys.unraisablehook = cli._unraisable\n", "")],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and "Exception ignored" in plain.stderr and plain.stdout == "went on\ncleaned up\n"
