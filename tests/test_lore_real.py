@@ -121,3 +121,29 @@ def test_fetch_through_b4_from_a_local_lore(lore_dir: Path, tmp_path: Path) -> N
     finally:
         srv.shutdown()
     assert any("20230923013148.1390521-1-surenb" in urllib.parse.unquote(h) for h in LoreHandler.hits)
+
+
+def test_fetch_missing_skips_what_is_stored(lore_dir: Path, tmp_path: Path) -> None:
+    """`fetch --missing` (the emitted CI jobs' import step): a revision with
+    imported patches is reported skipped and left as it is, the others are
+    fetched.  Without it, a stored revision that was never posted (the demo
+    stack's, made by `series record`) is an error: every CI job failed on it."""
+    ws = tmp_path / "ws"
+    shutil.copytree(REPO / "patches" / "uffd-move", ws / "patches" / "uffd-move", ignore=shutil.ignore_patterns("v[0-9]*"))
+    shutil.copytree(REPO / "patches" / "uffd-move-selftests", ws / "patches" / "uffd-move-selftests")
+    (ws / "series.toml").write_text("[workspace]\n")
+    r = run_series("-C", str(ws), "fetch", "uffd-move", "--revision", "2", "--mirror", str(lore_dir))
+    assert r.rc == 0, r.err
+    before = {p: p.stat().st_mtime_ns for p in (ws / "patches" / "uffd-move" / "v2").iterdir()}
+    r = run_series("-C", str(ws), "fetch", "uffd-move", "--missing", "--mirror", str(lore_dir), "--json")
+    assert r.rc == 0, r.err
+    got = {o["version"]: o for o in r.json["revisions"]}
+    assert sorted(got) == [1, 2, 3, 4, 5, 6]
+    assert got[2]["skipped"] == "already imported (3 of 3 patches)" and "import" not in got[2]
+    assert all(got[v]["import"]["present"] == PRESENT[v] for v in (1, 3, 4, 5, 6))
+    assert {p: p.stat().st_mtime_ns for p in (ws / "patches" / "uffd-move" / "v2").iterdir()} == before
+    demo = ("-C", str(ws), "fetch", "uffd-move-selftests", "--revision", "3")
+    r = run_series(*demo)
+    assert r.rc == 1 and "no Message-ID" in r.err, r.err
+    r = run_series(*demo, "--missing", "--json")
+    assert r.rc == 0 and r.json["revisions"][0]["skipped"].startswith("already imported"), r.err

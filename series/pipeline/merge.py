@@ -17,6 +17,7 @@ results are rewritten there, so the logs stay with the run.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 from pathlib import Path
@@ -86,10 +87,17 @@ def _merge_build(results: list[StageResult]) -> StageResult:
     return st
 
 
-def _merge_test(results: list[StageResult]) -> StageResult:
+def _suites_of(r: StageResult) -> list[str]:
+    return [str(b.get("name")) for b in r.extra.get("selftests") or [] if isinstance(b, dict)]
+
+
+def _merge_test(results: list[StageResult], order: list[str]) -> StageResult:
     ran = [r for r in results if r.status != Status.SKIP or r.items]
     if not ran:
         return results[0]
+    # in the order one run tests the suites (the stack's [test] suites), not the shards' names
+    rank = {n: i for i, n in enumerate(order)}
+    ran.sort(key=lambda r: min((rank.get(n, len(rank)) for n in _suites_of(r)), default=len(rank)))
     items = [it for r in ran for it in r.items]
     problems = [p for r in ran for p in r.extra.get("kernel_problems") or []]
     fails = [c for c in items if c.get("status") == "fail"]
@@ -108,6 +116,8 @@ def _merge_test(results: list[StageResult]) -> StageResult:
         summary = (f"{sum(c.get('status') == 'pass' for c in items)} passed, "
                    f"{sum(c.get('status') == 'skip' for c in items)} skipped")
     extra = {**ran[0].extra, "kernel_problems": problems, "shards": len(ran)}
+    if "selftests" in extra:
+        extra["selftests"] = [b for r in ran for b in r.extra.get("selftests") or []]
     if len(ran) > 1:
         extra["logs"] = [r.log for r in ran]
     return StageResult(name="test", status=status, duration_s=max(r.duration_s for r in ran), summary=summary,
@@ -116,7 +126,8 @@ def _merge_test(results: list[StageResult]) -> StageResult:
                        extra=extra)
 
 
-def merge_stages(shards: list[dict[str, Any]]) -> tuple[list[StageResult], list[str]]:
+def merge_stages(shards: list[dict[str, Any]], suite_order: list[str] | None = None
+                 ) -> tuple[list[StageResult], list[str]]:
     """The merged stage results in pipeline order, and the union of the selections."""
     selected = [n for n in STAGE_NAMES if any(n in (s.get("selected") or []) for s in shards)]
     out: list[StageResult] = []
@@ -128,7 +139,7 @@ def merge_stages(shards: list[dict[str, Any]]) -> tuple[list[StageResult], list[
         if name == "build" and len(results) > 1:
             out.append(_merge_build(results))
         elif name == "test" and len(results) > 1:
-            out.append(_merge_test(results))
+            out.append(_merge_test(results, suite_order or []))
         else:
             chosen = [r for s, r in found if name in (s.get("selected") or [])] or results
             statuses = {r.status for r in results}
@@ -153,17 +164,24 @@ def merge_runs(ws: "Workspace", dirs: list[Path], out: Path, say: "Say | None" =
     out.mkdir(parents=True, exist_ok=True)
     moved: list[dict[str, Any]] = []
     for d, s in zip(dirs, shards):
-        for f in d.iterdir():
-            if f.name in DERIVED:
-                continue
-            dst = out / f.name
-            if f.is_dir():
-                shutil.copytree(f, dst, dirs_exist_ok=True, symlinks=True)
-            else:
-                shutil.copy2(f, dst)
         old = str(s.get("run_dir") or d)
+        for f in sorted(d.rglob("*")):
+            rel = f.relative_to(d)
+            if rel.parts[0] in DERIVED or (f.is_dir() and not f.is_symlink()):
+                continue
+            dst = out / rel
+            if dst.exists() or dst.is_symlink():
+                if f.is_symlink() or dst.is_symlink() or not filecmp.cmp(f, dst, shallow=False):
+                    # two shards' files of one name (each test shard's console.log): neither is lost
+                    dst = out / "shards" / d.name / rel
+                    s = _rewrite(_rewrite(s, f"{old}/{rel}", str(dst)), str(f), str(dst))
+                else:
+                    continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst, follow_symlinks=False)
         moved.append(_rewrite(_rewrite(s, old, str(out)), str(d), str(out)))
-    stages, selected = merge_stages(moved)
+    from ..suites import suite_order
+    stages, selected = merge_stages(moved, suite_order(ws.config, str(moved[0].get("stack") or "")))
     first = moved[0]
     stored = {**first, "selected": selected,
               "started": min(str(s.get("started") or "") for s in moved) or first.get("started"),

@@ -48,7 +48,7 @@ def _ci(stages: str, out: str, extra: str = "") -> str:
             f'{extra} -o {out}')
 
 
-_FETCH = '.venv/bin/series fetch "$STACK" --revision "$REVISION"'
+_FETCH = '.venv/bin/series fetch "$STACK" --revision "$REVISION" --missing'
 
 
 # -- GitHub Actions -------------------------------------------------------------------

@@ -60,17 +60,25 @@ def fetch_from_lore(ws: Workspace, rev: Revision, dest: Path) -> Path:
 
 
 def fetch_stack(ws: Workspace, name: str, *, revision: int | None = None, mirror: Path | None = None,
-                force: bool = False) -> list[FetchOutcome]:
-    """Every revision, under the stack's lock (held across them: a fetch is one write)."""
+                force: bool = False, missing: bool = False) -> list[FetchOutcome]:
+    """Every revision (with `missing`, every one that has no imported patch yet:
+    the others are reported skipped), under the stack's lock (held across them:
+    a fetch is one write)."""
     load_stack(ws, name)     # an unknown stack is refused before any lock file is made
     with stack_write_lock(ws, name):
-        return _fetch_locked(ws, name, revision=revision, mirror=mirror, force=force)
+        return _fetch_locked(ws, name, revision=revision, mirror=mirror, force=force, missing=missing)
 
 
 def _fetch_locked(ws: Workspace, name: str, *, revision: int | None, mirror: Path | None,
-                  force: bool) -> list[FetchOutcome]:
+                  force: bool, missing: bool) -> list[FetchOutcome]:
     stack = load_stack(ws, name)
     revs = [stack.revision(revision)] if revision is not None else stack.revisions
+    stored: list[FetchOutcome] = []
+    if missing:   # a CI job's checkout that holds the revision (committed, or made by `series record`)
+        stored = [FetchOutcome(r.version, str(ws.stack_dir(name)), skipped=f"already imported "
+                               f"({len(r.imported_patches())} of {r.expected} patches)")
+                  for r in revs if r.imported_patches()]
+        revs = [r for r in revs if not r.imported_patches()]
     if mirror is not None and not mirror.is_dir():
         raise UserError(f"mirror {mirror} is not a directory")
     if mirror is not None and revs and not any(
@@ -96,4 +104,4 @@ def _fetch_locked(ws: Workspace, name: str, *, revision: int | None, mirror: Pat
                 src = fetch_from_lore(ws, rev, Path(tmp))
                 rep = import_mailbox(ws, name, src, revision=rev.version, select=select, force=force, locked=True)
                 outcomes.append(FetchOutcome(rev.version, ws.lore_url, report=rep[0]))
-    return outcomes
+    return sorted(stored + outcomes, key=lambda o: o.version)

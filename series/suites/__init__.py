@@ -215,6 +215,12 @@ def _selection(config: dict[str, Any], stack: str) -> dict[str, Any]:
     return {**{k: v for k, v in test.items() if k != "stacks"}, **(own or {})}
 
 
+def suite_order(config: dict[str, Any], stack: str) -> list[str]:
+    """The suites series.toml selects for `stack`, in the order a run tests them."""
+    names = _selection(config, stack).get("suites", [])
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def plan_for(ws_root: Path | None, config: dict[str, Any], stack: str, *,
              suites: list[str] | None = None, fragments: list[str] | None = None) -> TestPlan:
     """The suites and config of `stack`: explicit arguments win over series.toml."""
