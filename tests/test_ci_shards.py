@@ -7,6 +7,7 @@ here; the per-patch build shards on the demo stack are in the e2e test below."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -213,7 +214,7 @@ def _run_workflow_here(wf: dict[str, Any], checkout: Path, jobs_dir: Path, cache
     for name in order:
         job = wf["jobs"][name]
         axes = (job.get("strategy") or {}).get("matrix") or {}
-        entries = [dict(zip(axes, vals)) for vals in __import__("itertools").product(*axes.values())] or [{}]
+        entries = [dict(zip(axes, vals)) for vals in itertools.product(*axes.values())] or [{}]
         for matrix in entries:
             home = jobs_dir / "-".join([name, *map(str, matrix.values())])
             shutil.copytree(checkout, home, symlinks=True)

@@ -116,8 +116,9 @@ def _merge_test(results: list[StageResult], order: list[str]) -> StageResult:
         summary = (f"{sum(c.get('status') == 'pass' for c in items)} passed, "
                    f"{sum(c.get('status') == 'skip' for c in items)} skipped")
     extra = {**ran[0].extra, "kernel_problems": problems, "shards": len(ran)}
-    if "selftests" in extra:
-        extra["selftests"] = [b for r in ran for b in r.extra.get("selftests") or []]
+    built = [b for r in ran for b in r.extra.get("selftests") or []]   # every shard's suites, not the first's
+    if built:
+        extra["selftests"] = built
     if len(ran) > 1:
         extra["logs"] = [r.log for r in ran]
     return StageResult(name="test", status=status, duration_s=max(r.duration_s for r in ran), summary=summary,

@@ -75,10 +75,11 @@ def _fetch_locked(ws: Workspace, name: str, *, revision: int | None, mirror: Pat
     revs = [stack.revision(revision)] if revision is not None else stack.revisions
     stored: list[FetchOutcome] = []
     if missing:   # a CI job's checkout that holds the revision (committed, or made by `series record`)
-        stored = [FetchOutcome(r.version, str(ws.stack_dir(name)), skipped=f"already imported "
-                               f"({len(r.imported_patches())} of {r.expected} patches)")
-                  for r in revs if r.imported_patches()]
-        revs = [r for r in revs if not r.imported_patches()]
+        have = {r.version: len(r.imported_patches()) for r in revs}
+        stored = [FetchOutcome(r.version, str(ws.stack_dir(name)),
+                               skipped=f"already imported ({have[r.version]} of {r.expected} patches)")
+                  for r in revs if have[r.version]]
+        revs = [r for r in revs if not have[r.version]]
     if mirror is not None and not mirror.is_dir():
         raise UserError(f"mirror {mirror} is not a directory")
     if mirror is not None and revs and not any(

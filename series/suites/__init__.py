@@ -215,21 +215,24 @@ def _selection(config: dict[str, Any], stack: str) -> dict[str, Any]:
     return {**{k: v for k, v in test.items() if k != "stacks"}, **(own or {})}
 
 
+def _strings(sel: dict[str, Any], what: str) -> list[str]:
+    v = sel.get(what, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise UserError(f"series.toml: [test] {what} must be a list of strings")
+    return v
+
+
 def suite_order(config: dict[str, Any], stack: str) -> list[str]:
     """The suites series.toml selects for `stack`, in the order a run tests them."""
-    names = _selection(config, stack).get("suites", [])
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    return _strings(_selection(config, stack), "suites")
 
 
 def plan_for(ws_root: Path | None, config: dict[str, Any], stack: str, *,
              suites: list[str] | None = None, fragments: list[str] | None = None) -> TestPlan:
     """The suites and config of `stack`: explicit arguments win over series.toml."""
     sel = _selection(config, stack)
-    names = suites if suites is not None else sel.get("suites", [])
-    extra = fragments if fragments is not None else sel.get("config", [])
-    for what, v in (("suites", names), ("config", extra)):
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise UserError(f"series.toml: [test] {what} must be a list of strings")
+    names = suites if suites is not None else _strings(sel, "suites")
+    extra = fragments if fragments is not None else _strings(sel, "config")
     loaded = tuple(load_suite(ws_root, n) for n in dict.fromkeys(names))
     frag_names: list[str] = [BASE_CONFIG]
     for s in loaded:
