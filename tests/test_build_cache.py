@@ -159,6 +159,45 @@ def test_a_respin_rebuilds_only_its_change_and_reuses_the_rest(kernelish: dict) 
     assert sb.bzimage is not None and "int b = 33;" in sb.bzimage.read_text()
 
 
+def test_a_respin_that_only_rewords_a_comment_reuses_the_kernel(kernelish: dict) -> None:
+    """neutral.py: the same code on the same lines is the same kernel, no make; with a
+    config that embeds the raw headers (IKHEADERS) it is built as any change."""
+    k = kernelish
+    sb1 = build_series(k["bd"], k["repo"], k["base"], k["commits"], fragment=k["frag"])
+    git(k["repo"], "checkout", "-q", k["commits"][1][1])
+    p3c = k["commit"]("mm/b.c", "int b = 3;\t/* three, as v1 said */\n", "p3: a comment reworded")
+    k["log"].write_text("")
+    sb = build_series(k["bd"], k["repo"], k["base"], [*k["commits"][:2], (3, p3c)], fragment=k["frag"])
+    it = {i["index"]: i for i in sb.stage.items}[3]
+    assert it["cached"] and "only comments or whitespace changed: mm/b.c" in it["cached_from"], it
+    assert _makes(k["log"]) == []
+    assert sb.bzimage is not None and sb1.bzimage is not None and sb.bzimage.read_text() == sb1.bzimage.read_text()
+
+    git(k["repo"], "checkout", "-q", k["commits"][1][1])
+    p3d = k["commit"]("mm/b.c", "int b = 3; /* three */\n", "p3: another wording")
+    (k["bd"].obj / ".config").write_text("CONFIG_IKHEADERS=y\n")
+    sb = build_series(k["bd"], k["repo"], k["base"], [*k["commits"][:2], (3, p3d)], fragment=k["frag"])
+    it = {i["index"]: i for i in sb.stage.items}[3]
+    assert not it["cached"] and it["rebuilt"] == 1 and len(_makes(k["log"])) == 1
+
+
+def test_a_comment_only_file_keeps_its_mtime_beside_a_real_change(kernelish: dict) -> None:
+    """A step that changes code in one file and only a comment in another: make compiles
+    the first only (the second keeps the mtime it had, so its object stays)."""
+    k = kernelish
+    build_series(k["bd"], k["repo"], k["base"], k["commits"], fragment=k["frag"])
+    git(k["repo"], "checkout", "-q", k["commits"][1][1])
+    (k["repo"] / "mm" / "a.c").write_text("int a = 1; /* one */\n")
+    p3x = k["commit"]("mm/b.c", "int b = 4;\n", "p3: b is 4, a comment on a")
+    k["log"].write_text("")
+    sb = build_series(k["bd"], k["repo"], k["base"], [*k["commits"][:2], (3, p3x)], fragment=k["frag"])
+    it = {i["index"]: i for i in sb.stage.items}[3]
+    assert not it["cached"] and it["rebuilt"] == 1 and len(_makes(k["log"])) == 1, it
+    # the fake make's kernel is its objects: a.o is still the one compiled before the comment
+    assert sb.bzimage is not None and sb.bzimage.read_text() == "int a = 1;\nint b = 4;\n"
+    assert (k["bd"].src / "mm" / "a.c").read_text() == "int a = 1; /* one */\n"
+
+
 def test_a_built_from_commit_gone_from_the_repository_still_builds(kernelish: dict) -> None:
     """obj-state may name a commit git has since pruned (nothing refers to it once the worktree
     moved on): the progress bar's estimate falls back to the worktree's commit, the build goes on."""
@@ -177,7 +216,7 @@ def test_a_built_from_commit_gone_from_the_repository_still_builds(kernelish: di
 
 def test_failures_and_new_warnings_are_not_cached(kernelish: dict) -> None:
     k = kernelish
-    bad = [(1, k["commit"]("mm/a.c", "int a; /* warn */\n", "warn")), (2, k["commit"]("mm/b.c", "#error\n", "break"))]
+    bad = [(1, k["commit"]("mm/a.c", "int a, warn;\n", "warn")), (2, k["commit"]("mm/b.c", "#error\n", "break"))]
     sb = build_series(k["bd"], k["repo"], k["base"], bad, fragment=k["frag"])
     items = {i["index"]: i for i in sb.stage.items}
     assert items[1]["status"] == "pass" and items[1]["new_warnings"]

@@ -56,6 +56,7 @@ from ..pipeline.status import Status
 from ..sandbox import Sandbox, blocked, explain
 from ..sandbox import sandbox as make_sandbox
 from ..suites import BuiltProgram, BuiltSuite, Program, Suite, expand
+from .neutral import Keep, Verdict, config_allows, short, verdicts
 
 MAX_ERROR_LINES = 8
 
@@ -560,6 +561,60 @@ def is_build_input(path: str) -> bool:
     return not _NOT_BUILD_INPUT_RE.match(path)
 
 
+def move_worktree(bd: "BuildDir", repo: Path, commit: str, *, config_text: str | None, jobs: int | None,
+                  prove: bool = True) -> tuple[str | None, Keep | None]:
+    """Move the build worktree to `commit`; a file whose change the compiler cannot see
+    keeps the mtime it had, so make compiles nothing for it (neutral.Keep; `prove`:
+    preprocess to settle a comment that moved code lines, else it counts as a change).
+    Returns the commit it came from (None when obj/ is cold) and what was kept."""
+    since = Worktree.at(bd.src).head() if bzimage_path(bd.obj).is_file() else None
+    keep = None
+    tc, n = bd.toolchain, jobs or default_jobs()
+    env = {**os.environ, **tc.environ}
+    if since is not None and since != commit and config_text is not None:
+        inputs = [p for p in changed_paths(repo, since, commit) if is_build_input(p)]
+        keep = Keep.plan(repo, bd.src, bd.obj, since, commit, inputs, config_text=config_text, jobs=n,
+                         env=env, sandbox=tc.sandbox, prove=prove)
+    checkout(bd.src, commit)
+    if keep is not None:
+        keep.settle(bd.src, bd.obj, jobs=n, env=env, sandbox=tc.sandbox)
+    return since, keep
+
+
+def same_kernel(repo: Path, a: str, b: str, config_text: str | None) -> str | None:
+    """Why commit b's kernel is commit a's, without preprocessing (no build input
+    changed, or only comments and whitespace that leave every code line in place),
+    else None."""
+    changed = changed_paths(repo, a, b)
+    inputs = [p for p in changed if is_build_input(p)]
+    if not inputs:
+        return f"no kernel build input changed: {short(changed)}"
+    if config_text is None or not config_allows(config_text, Verdict.SAME):
+        return None
+    if all(v is Verdict.SAME for v in verdicts(repo, a, b, inputs).values()):
+        return f"only comments or whitespace changed: {short(inputs)}"
+    return None
+
+
+def _built_kernels(bd: "BuildDir", repo: Path, prev: tuple[str, str, Path] | None,
+                   built_from: str | None) -> Iterator[tuple[str, str, Path]]:
+    """The kernels a step may be: the previous step's, then the recorded build of obj/'s commit."""
+    if prev is not None:
+        yield prev
+    if built_from is not None and (prev is None or prev[1] != built_from):
+        key = bd.result_key(repo, built_from) if Repo(repo).ref_value(built_from + "^{commit}") else None
+        rec = bd.recorded(key) if key else None
+        if key and rec is not None and rec.get("status") == "pass":
+            yield (built_from[:12], built_from, bd.recorded_bzimage(key))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
 def changed_paths(repo: Path, a: str, b: str) -> list[str]:
     out = Repo(repo).run("diff", "--name-only", "--no-renames", a, b)
     return [ln for ln in out.splitlines() if ln]
@@ -638,32 +693,52 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
             if tick:
                 tick(label, 1, 1, "cached")
             continue
-        changed = changed_paths(repo, prev[1], commit) if prev is not None and not rebuild else None
-        if prev is not None and changed is not None and not any(map(is_build_input, changed)):
-            # nothing make reads has changed: the kernel is the previous step's
-            why = f"{prev[0]} (no kernel build input changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
-            item = {"index": index, "commit": commit, "status": "pass", "duration_s": 0.0, "new_warnings": [],
-                    "errors": [], "rebuilt": 0, "log": None, "cached": True, "cached_from": why}
-            bd.record(key, item, bzimage=prev[2])
+        config_text = _read(bd.obj / ".config")
+        built_from = bd.built_state()   # None when cold
+
+        def reuse(bz: Path, source: str, why: str, _l: str = label, _i: int = index, _c: str = commit,
+                  _k: str = key) -> tuple[str, str, Path]:
+            """This step's kernel is one built already: recorded as this step's, no make."""
+            item = {"index": _i, "commit": _c, "status": "pass", "duration_s": 0.0, "new_warnings": [],
+                    "errors": [], "rebuilt": 0, "log": None, "cached": True, "cached_from": f"{source} ({why})"}
+            bd.record(_k, item, bzimage=bz)
             items.append(item)
-            prev = (label, commit, bd.recorded_bzimage(key))
-            if commit == steps[-1][1]:
-                last_ok = prev[2]
-            say(f"{label}: the kernel of {why}")
+            say(f"{_l}: the kernel of {source} ({why})")
             if tick:
-                tick(label, 1, 1, "unchanged kernel")
+                tick(_l, 1, 1, "unchanged kernel")
+            return (_l, _c, bd.recorded_bzimage(_k))
+        # the previous step's kernel, or obj/'s last build, when nothing make reads has changed
+        # since, or only comments and whitespace that leave the code in place (neutral.py)
+        same_as = None if rebuild else next(
+            ((bz, lbl, why) for lbl, c, bz in _built_kernels(bd, repo, prev, built_from)
+             if (why := same_kernel(repo, c, commit, config_text)) is not None), None)
+        if same_as is not None:
+            prev = reuse(*same_as)
+            last_ok = prev[2] if commit == steps[-1][1] else last_ok
             continue
         cold = not bzimage_path(bd.obj).is_file()
-        built_from = bd.built_state()   # None when cold
         expected: int | None = None
         if cold:
             expected = bd.full_object_count() or expected_full
         elif tick is not None:   # only a progress bar needs it
             # built_from may have been pruned from the repository since: then the worktree's commit
             known = built_from if built_from and Repo(repo).ref_value(built_from + "^{commit}") else None
-            since = known or Worktree.at(bd.src).head()
-            expected = expected_objects(bd.obj, changed_paths(repo, since, commit))
-        checkout(bd.src, commit)
+            expected = expected_objects(bd.obj, changed_paths(repo, known or Worktree.at(bd.src).head(), commit))
+        # --rebuild trusts nothing: no mtime kept either
+        since, keep = move_worktree(bd, repo, commit, config_text=None if rebuild else config_text, jobs=jobs)
+        if keep is not None and keep.why_not:
+            say(f"{label}: comment lines moved code lines, compiled again: {keep.why_not}")
+        if keep is not None and since is not None and since == built_from and keep.all_neutral:
+            rec = bd.recorded(bd.result_key(repo, since))
+            if rec is not None and rec.get("status") == "pass":
+                # what changed since obj/ was built is invisible to the compiler: that kernel, no make
+                why = f"only comments or whitespace changed: {short(keep.neutral)}" + \
+                    (f"; code lines moved, {len(keep.units)} object(s) checked: no __LINE__ reaches them"
+                     if keep.moved else "")
+                prev = reuse(bd.recorded_bzimage(bd.result_key(repo, since)), since[:12], why)
+                last_ok = prev[2] if commit == steps[-1][1] else last_ok
+                bd.save_built_state(commit)   # obj/ is up to date for it: make would compile nothing
+                continue
         bd.save_built_state(commit)   # before make: an interrupted make leaves obj/ on its way to this commit
         say(f"building {label} ({commit[:12]})")
         on_object = (lambda n, what, _l=label, _e=expected: tick(_l, n, _e, what)) if tick else None
@@ -698,7 +773,12 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
         say(f"{label}: {'ok' if step.ok else 'FAILED'} in {step.duration_s:.1f}s"
             + (f", {len(new)} new warning(s)" if new else ""))
     if steps and Worktree.at(bd.src).head() != Repo(repo).rev_parse(steps[-1][1]):
-        checkout(bd.src, steps[-1][1])   # the suites are built from the last commit's tree
+        # the suites are built from the last commit's tree
+        built_from = bd.built_state()
+        since, keep = move_worktree(bd, repo, steps[-1][1], config_text=None if rebuild else _read(bd.obj / ".config"),
+                                    jobs=jobs, prove=False)
+        if keep is not None and not keep.real and since is not None and since == built_from:
+            bd.save_built_state(steps[-1][1])   # nothing make reads changed but comments: obj/ is up to date for it
 
     stage = build_verdict(items)
     stage.duration_s, stage.log = time.monotonic() - start, str(bd.logs)
