@@ -169,7 +169,7 @@ def test_a_moved_line_under_LINE_is_caught_by_the_proof(tree: dict) -> None:
     assert compare(HEADER, new) is Verdict.MOVED
     keep, mtime = _step(tree, tree["commit"](new))
     assert not keep.proven and not keep.all_neutral and keep.real == ["demo.h"]
-    assert (tree["src"] / "demo.h").stat().st_mtime_ns > mtime        # touched: make compiles u.o
+    assert (tree["src"] / "demo.h").stat().st_mtime_ns > mtime        # the checkout's: make compiles u.o
 
 
 def test_a_reader_of_the_raw_text_blocks_the_proof_and_installed_copies_go(tree: dict) -> None:

@@ -352,9 +352,9 @@ def short(paths: Sequence[str], n: int = 3) -> str:
 @dataclass
 class Keep:
     """A build step's changes that the compiler cannot see, found before the
-    worktree moves (`plan`) and settled after (`settle`): their files keep the
-    mtimes they had, so make compiles nothing for them; a MOVED file whose
-    proof fails is touched instead, and make compiles what depends on it."""
+    worktree moves (`plan`) and settled after (`settle`): their files get back
+    the mtimes they had, so make compiles nothing for them; a MOVED file whose
+    proof fails keeps the checkout's mtime, and make compiles what depends on it."""
     same: list[str]
     moved: list[str]
     real: list[str]                        # the build inputs that changed otherwise
@@ -397,14 +397,16 @@ class Keep:
 
     def settle(self, src: Path, obj: Path, *, jobs: int, env: Mapping[str, str], sandbox: Sandbox | None) -> None:
         """After the checkout: the old mtimes back, the MOVED proof, the installed copies dropped."""
-        for p in self.same + self.moved:
+        # an old mtime only once proven: cut short in between, a file keeps the checkout's (make compiles)
+        for p in self.same:
             os.utime(src / p, ns=self.mtimes[p])
         if self.moved:
             self.why_not = self._prove(src, obj, jobs=jobs, env=env, sandbox=sandbox)
             self.proven = not self.why_not
-            if not self.proven:
+            if self.proven:
                 for p in self.moved:
-                    os.utime(src / p)      # now: make compiles what depends on it
+                    os.utime(src / p, ns=self.mtimes[p])
+            else:
                 self.real, self.moved = self.real + self.moved, []
         for t in self.installed:           # `make headers` copies the new text again
             (obj / t).unlink(missing_ok=True)
