@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import enum
 import os
-import hashlib
 import re
 import shlex
 import subprocess
