@@ -298,3 +298,16 @@ def test_expected_objects_from_kbuild_dependencies(tmp_path: Path) -> None:
     assert expected_objects(obj, ["include/uapi/linux/userfaultfd.h"]) == 2
     assert expected_objects(obj, ["mm/userfaultfd.c"]) == 1
     assert expected_objects(obj, ["Documentation/x.rst"]) == 0 and expected_objects(obj, []) == 0
+
+
+def test_the_toolchain_identity_follows_the_programs_path_finds(kernelish: dict, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """The identity (part of every recorded result's key) is computed once per process: per the
+    make, ld and compiler that PATH finds, not per compiler name (a fake make earlier in one
+    process once gave a later real build another identity than a second process's)."""
+    k = kernelish
+    fake = toolchain(k["cache"], use_ccache=False, sandboxed=False).ident      # the fake make is first on PATH
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                               if p != str(tmp_path / "bin")))
+    real = toolchain(k["cache"], use_ccache=False, sandboxed=False).ident
+    assert fake != real

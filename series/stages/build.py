@@ -292,16 +292,18 @@ def toolchain(cache: Cache | None = None, *, use_ccache: bool = True, compiler: 
         # 262 s); a hit is found the same way (the manifest of header contents)
         env = (("CCACHE_DIR", str(cache.ccache)), ("CCACHE_MAXSIZE", "5G"), ("CCACHE_NOHASHDIR", "1"),
                ("CCACHE_DEPEND", "1"), *((("CCACHE_PREFIX", prefix),) if prefix else ()))
-    if compiler not in _IDENTS:
+    # per the programs PATH finds now, not per name: a PATH with another make is another toolchain
+    which = "\0".join([compiler, *(shutil.which(w) or w for w in (compiler.split()[0], "ld", "make"))])
+    if which not in _IDENTS:
         text = "\n".join([_version_line(compiler.split() + ["--version"]), _version_line(["ld", "--version"]),
                           _version_line(["make", "--version"])])
-        _IDENTS[compiler] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        _IDENTS[which] = hashlib.sha256(text.encode()).hexdigest()[:12]
     sb = None
     if sandboxed:
         # the cache stays visible (read-only) even when it lives under /tmp; ccache's store is writable
         sb = make_sandbox(compiler=compiler, see=(cache.root,) if cache else (),
                           writable=tuple(Path(v) for k, v in env if k == "CCACHE_DIR"))
-    return Toolchain(cc=cc, env=env, ident=_IDENTS[compiler], sandbox=sb)
+    return Toolchain(cc=cc, env=env, ident=_IDENTS[which], sandbox=sb)
 
 
 def default_jobs() -> int:
