@@ -333,6 +333,12 @@ class Worktree:
         """Detached, forced: files that differ are rewritten, the others keep their mtime."""
         self.git.run("checkout", "--detach", "--force", "--quiet", commit)
 
+    def restat(self, paths: Sequence[str]) -> None:
+        """Record these files' stat in the index (their content is the index's, their mtime
+        was set back): a forced checkout then leaves them, as it leaves any clean file."""
+        if paths:
+            self.git.run("update-index", "--", *paths)
+
     def clean(self) -> None:
         """Abort a `git am`, reset to HEAD, remove untracked and ignored files."""
         if self.am_in_progress():

@@ -300,6 +300,21 @@ def test_expected_objects_from_kbuild_dependencies(tmp_path: Path) -> None:
     assert expected_objects(obj, ["Documentation/x.rst"]) == 0 and expected_objects(obj, []) == 0
 
 
+def test_a_kept_mtime_survives_the_next_steps_checkout(kernelish: dict) -> None:
+    """The worktree moves by forced checkouts, which rewrite a file whose stat differs from the
+    index's: a file whose mtime was set back must be restated, or the next step compiles it."""
+    k = kernelish
+    build_series(k["bd"], k["repo"], k["base"], k["commits"], fragment=k["frag"])
+    git(k["repo"], "checkout", "-q", k["base"])
+    p1 = k["commit"]("mm/a.c", "int a = 1; /* one */\n", "p1: a comment more")
+    p2 = k["commit"]("Documentation/x.rst", "doc, v2\n", "p2")
+    p3 = k["commit"]("mm/b.c", "int b = 4;\n", "p3: b is 4")
+    sb = build_series(k["bd"], k["repo"], k["base"], [(1, p1), (2, p2), (3, p3)], fragment=k["frag"])
+    items = {i["index"]: i for i in sb.stage.items}
+    assert items[1]["rebuilt"] == 1 and items[3]["rebuilt"] == 1, items   # b.c each time; a.c never
+    assert sb.bzimage is not None and sb.bzimage.read_text() == "int a = 1;\nint b = 4;\n"
+
+
 def test_the_toolchain_identity_follows_the_programs_path_finds(kernelish: dict, monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
     """The identity (part of every recorded result's key) is computed once per process: per the

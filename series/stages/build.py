@@ -580,6 +580,7 @@ def move_worktree(bd: "BuildDir", repo: Path, commit: str, *, config_text: str |
     checkout(bd.src, commit)
     if keep is not None:
         keep.settle(bd.src, bd.obj, jobs=n, env=env, sandbox=tc.sandbox)
+        Worktree.at(bd.src).restat(keep.neutral)   # else the next forced checkout rewrites them: a new mtime
     return since, keep
 
 
