@@ -474,6 +474,12 @@ class BuildDir:
     def recorded_bzimage(self, key: str) -> Path:
         return self.results / f"{key}.bzImage"
 
+    def passing_kernel(self, repo: Path, commit: str) -> Path | None:
+        """The recorded bzImage of a commit whose build here passed, else None."""
+        key = self.result_key(repo, commit)
+        rec = self.recorded(key)
+        return self.recorded_bzimage(key) if rec is not None and rec.get("status") == "pass" else None
+
     @property
     def suite_results(self) -> Path:
         """Built test suites, per (tree, suite, toolchain): see build_suites."""
@@ -605,10 +611,9 @@ def _built_kernels(bd: "BuildDir", repo: Path, prev: tuple[str, str, Path] | Non
     if prev is not None:
         yield prev
     if built_from is not None and (prev is None or prev[1] != built_from):
-        key = bd.result_key(repo, built_from) if Repo(repo).ref_value(built_from + "^{commit}") else None
-        rec = bd.recorded(key) if key else None
-        if key and rec is not None and rec.get("status") == "pass":
-            yield (built_from[:12], built_from, bd.recorded_bzimage(key))
+        bz = bd.passing_kernel(repo, built_from) if Repo(repo).ref_value(built_from + "^{commit}") else None
+        if bz is not None:
+            yield (built_from[:12], built_from, bz)
 
 
 def _read(path: Path) -> str | None:
@@ -731,17 +736,17 @@ def build_series(bd: BuildDir, repo: Path, base: str, commits: list[tuple[int, s
         since, keep = move_worktree(bd, repo, commit, config_text=None if rebuild else config_text, jobs=jobs)
         if keep is not None and keep.why_not:
             say(f"{label}: comment lines moved code lines, compiled again: {keep.why_not}")
-        if keep is not None and since is not None and since == built_from and keep.all_neutral:
-            rec = bd.recorded(bd.result_key(repo, since))
-            if rec is not None and rec.get("status") == "pass":
-                # what changed since obj/ was built is invisible to the compiler: that kernel, no make
-                why = f"only comments or whitespace changed: {short(keep.neutral)}" + \
-                    (f"; code lines moved, {len(keep.units)} object(s) checked: no __LINE__ reaches them"
-                     if keep.moved else "")
-                prev = reuse(bd.recorded_bzimage(bd.result_key(repo, since)), since[:12], why)
-                last_ok = prev[2] if commit == steps[-1][1] else last_ok
-                bd.save_built_state(commit)   # obj/ is up to date for it: make would compile nothing
-                continue
+        obj_kernel = bd.passing_kernel(repo, since) if keep is not None and keep.all_neutral and \
+            since is not None and since == built_from else None
+        if keep is not None and obj_kernel is not None:
+            # what changed since obj/ was built is invisible to the compiler: that kernel, no make
+            why = f"only comments or whitespace changed: {short(keep.neutral)}" + \
+                (f"; code lines moved, {len(keep.units)} object(s) checked: no __LINE__ reaches them"
+                 if keep.moved else "")
+            prev = reuse(obj_kernel, str(since)[:12], why)
+            last_ok = prev[2] if commit == steps[-1][1] else last_ok
+            bd.save_built_state(commit)   # obj/ is up to date for it: make would compile nothing
+            continue
         bd.save_built_state(commit)   # before make: an interrupted make leaves obj/ on its way to this commit
         say(f"building {label} ({commit[:12]})")
         on_object = (lambda n, what, _l=label, _e=expected: tick(_l, n, _e, what)) if tick else None

@@ -239,12 +239,17 @@ def _preprocess_argv(command: str) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def dependents(obj: Path, src: Path, paths: Iterable[str], *, excluding: Iterable[str] = ()) -> Dependents:
+def dependents(obj: Path, src: Path, paths: Iterable[str], *, excluding: Iterable[str] = (),
+               compiled_from: Iterable[str] | None = None) -> Dependents:
     """What in obj/ was made from any of `paths` (kbuild's .cmd files), leaving out
-    what also depends on a path in `excluding` (make rebuilds that anyway)."""
+    what also depends on a path in `excluding` (make rebuilds that anyway); its
+    units and other readers only of `compiled_from` (default: `paths`), in the same
+    one pass over the .cmd files."""
     def needles(ps: Iterable[str]) -> tuple[str, ...]:
         return tuple(f"{src}/{p}{end}" for p in ps for end in (" ", "\n"))
+    paths = list(paths)
     want, skip = needles(paths), needles(excluding)
+    of = needles(paths if compiled_from is None else compiled_from)
     d = Dependents([], [], [])
     for cmd in sorted(obj.rglob(".*.cmd")):
         try:
@@ -256,10 +261,11 @@ def dependents(obj: Path, src: Path, paths: Iterable[str], *, excluding: Iterabl
         first = text.split("\n", 1)[0]
         m = _CMD_RE.match(first)
         target = m.group(1) if m else str(cmd.relative_to(obj))
-        argv = _preprocess_argv(m.group(2)) if m else None
         if target.startswith("usr/include/"):
             d.installed.append(target)
-        elif argv is not None:
+        elif not any(x in text for x in of):
+            continue
+        elif (argv := _preprocess_argv(m.group(2)) if m else None) is not None:
             d.units.append(Unit(target, argv))
         else:
             d.other.append(target)
@@ -384,14 +390,12 @@ class Keep:
         units: list[Unit] = []
         installed: list[str] = []
         if same or moved:
-            deps = dependents(obj, src, same + moved, excluding=real)
+            deps = dependents(obj, src, same + moved, excluding=real, compiled_from=moved)
             installed = deps.installed
-            if moved:
-                md = dependents(obj, src, moved, excluding=real)
-                if md.other:
-                    real, moved = real + moved, []
-                else:
-                    units = md.units
+            if deps.other:
+                real, moved = real + moved, []
+            else:
+                units = deps.units
         return cls(same, moved, real, mtimes, units, installed)
 
     def settle(self, src: Path, obj: Path, *, jobs: int, env: Mapping[str, str], sandbox: Sandbox | None) -> None:
